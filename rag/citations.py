@@ -1,0 +1,116 @@
+"""Citation markers and claim checking: each answer sentence must be backed by the passage it cites."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from difflib import SequenceMatcher
+
+MARKER = re.compile(r"\[(\d{1,2}(?:\s*,\s*\d{1,2})*)\]")
+_SENTENCE = re.compile(r"(?<=[.!?])(?:\s*\[\d{1,2}(?:\s*,\s*\d{1,2})*\])*\s+|\n+")
+
+_SCALE = {
+    "thousand": 1e3, "duizend": 1e3, "k": 1e3,
+    "million": 1e6, "miljoen": 1e6, "mln": 1e6, "m": 1e6,
+    "billion": 1e9, "miljard": 1e9, "bn": 1e9, "mld": 1e9, "b": 1e9,
+    "trillion": 1e12, "biljoen": 1e12,
+}
+_WORDS = {
+    "two": 2, "twee": 2, "three": 3, "drie": 3, "four": 4, "vier": 4, "five": 5, "vijf": 5, "six": 6, "zes": 6,
+    "seven": 7, "zeven": 7, "eight": 8, "acht": 8, "nine": 9, "negen": 9, "ten": 10, "tien": 10,
+    "eleven": 11, "elf": 11, "twelve": 12, "twaalf": 12, "fifteen": 15, "vijftien": 15,
+    "twenty": 20, "twintig": 20, "thirty": 30, "dertig": 30, "forty": 40, "veertig": 40,
+    "fifty": 50, "vijftig": 50, "sixty": 60, "zestig": 60, "seventy": 70, "zeventig": 70,
+    "eighty": 80, "tachtig": 80, "ninety": 90, "negentig": 90, "hundred": 100, "honderd": 100,
+}
+_NUMBER = re.compile(
+    r"(?<![\w.])(\d+(?:[.,]\d+)*|" + "|".join(sorted(_WORDS, key=len, reverse=True)) + r")(?![\w])"
+    r"(?:\s*(" + "|".join(sorted(_SCALE, key=len, reverse=True)) + r")\b)?",
+    re.IGNORECASE,
+)
+_NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b([A-Z][\w'’-]{2,})")
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Answer text split into sentences, each keeping the markers that follow it."""
+    parts, pos = [], 0
+    for m in _SENTENCE.finditer(text):
+        piece = text[pos:m.start()] + m.group(0).strip() if m.group(0).strip() else text[pos:m.start()]
+        parts.append(piece.strip())
+        pos = m.end()
+    parts.append(text[pos:].strip())
+    return [p for p in parts if p]
+
+
+def markers(sentence: str) -> list[int]:
+    """The passage numbers a sentence cites, in order, without repeats."""
+    seen: list[int] = []
+    for m in MARKER.finditer(sentence):
+        for n in m.group(1).split(","):
+            if int(n) not in seen:
+                seen.append(int(n))
+    return seen
+
+
+def strip_markers(text: str) -> str:
+    return re.sub(r"\s*" + MARKER.pattern, "", text).strip()
+
+
+def _parse_number(raw: str) -> float | None:
+    raw = raw.lower()
+    if raw in _WORDS:
+        return float(_WORDS[raw])
+    digits = raw
+    if re.fullmatch(r"\d{1,3}([.,]\d{3})+", raw):  # thousands separators (either convention)
+        digits = re.sub(r"[.,]", "", raw)
+    try:
+        return float(digits.replace(",", "."))
+    except ValueError:
+        return None
+
+
+def numbers(text: str) -> set[float]:
+    """Numeric values in a text, scale words applied in English and Dutch ('30 miljard' == '30 billion')."""
+    out: set[float] = set()
+    for m in _NUMBER.finditer(strip_markers(text)):
+        value = _parse_number(m.group(1))
+        if value is None:
+            continue
+        scale = m.group(2)
+        if scale and (scale.lower() not in {"k", "m", "b"} or m.group(1)[0].isdigit()):
+            value *= _SCALE[scale.lower()]
+        out.add(round(value, 6))
+    return out
+
+
+def names(sentence: str) -> list[str]:
+    """Capitalised words that are not sentence-initial: names of people, firms, places."""
+    return [n for n in _NAME.findall(strip_markers(sentence)) if not n.isupper() or len(n) > 3]
+
+
+def _name_in(name: str, tokens: set[str]) -> bool:
+    low = name.lower().rstrip("'’s")
+    if low in tokens:
+        return True
+    return any(t[:5] == low[:5] and len(low) >= 5 or SequenceMatcher(None, low, t).ratio() >= 0.8 for t in tokens)
+
+
+def facts_supported(sentence: str, passage: str) -> bool:
+    """Every number and name in ``sentence`` occurs in ``passage`` (across English and Dutch)."""
+    have = numbers(passage)
+    for value in numbers(sentence):
+        if not any(abs(value - h) <= 1e-6 * max(1.0, abs(h)) for h in have):
+            return False
+    tokens = {t.lower() for t in _TOKEN.findall(passage)}
+    return all(_name_in(n, tokens) for n in names(sentence))
+
+
+@dataclass
+class Claim:
+    """One answer sentence, the passages (1-based, prompt order) it cites and whether they support it."""
+
+    text: str
+    cited: list[int] = field(default_factory=list)
+    supported: bool = False
+    similarity: float = 0.0

