@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
 MARKER = re.compile(r"\[(\d{1,2}(?:\s*,\s*\d{1,2})*)\]")
-_SENTENCE = re.compile(r"(?<=[.!?])(?:\s*\[\d{1,2}(?:\s*,\s*\d{1,2})*\])*\s+|\n+")
+# a sentence ends after . ! ? and the markers that follow it, or at a line break
+_SENTENCE = re.compile(r"(?<=[.!?])((?:\s*\[\d{1,2}(?:\s*,\s*\d{1,2})*\])*)(?:\s+|$)|\n+")
 
 _SCALE = {
     "thousand": 1e3, "duizend": 1e3, "k": 1e3,
@@ -34,13 +35,21 @@ _TOKEN = re.compile(r"\w+", re.UNICODE)
 
 def split_sentences(text: str) -> list[str]:
     """Answer text split into sentences, each keeping the markers that follow it."""
-    parts, pos = [], 0
+    parts: list[str] = []
+    pos = 0
     for m in _SENTENCE.finditer(text):
-        piece = text[pos:m.start()] + m.group(0).strip() if m.group(0).strip() else text[pos:m.start()]
-        parts.append(piece.strip())
+        piece = (text[pos:m.start()] + (m.group(1) or "")).strip()
         pos = m.end()
-    parts.append(text[pos:].strip())
-    return [p for p in parts if p]
+        if not piece:
+            continue
+        if parts and not strip_markers(piece):  # markers alone belong to the sentence before
+            parts[-1] += " " + piece
+        else:
+            parts.append(piece)
+    rest = text[pos:].strip()
+    if rest:
+        parts.append(rest)
+    return parts
 
 
 def markers(sentence: str) -> list[int]:
@@ -114,3 +123,4 @@ class Claim:
     cited: list[int] = field(default_factory=list)
     supported: bool = False
     similarity: float = 0.0
+    repaired: bool = False  # the model cited another passage (or none); this one supports the sentence

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     k: int = Field(4, ge=1, le=50, description="Passages retrieved per question.")
     hybrid: bool = Field(False, description="Fuse dense retrieval with BM25 by reciprocal rank fusion.")
     rrf_k: int = Field(60, description="The constant of reciprocal rank fusion.")
+    cross_language_offset: float = Field(
+        0.02, description="Added to the score of passages in another language than the question. e5 rates "
+        "same-language text about 0.045 higher (XQuAD); 0.02 put the most answers in the prompt on the seeds."
+    )
 
     # --- answering ----------------------------------------------------------------------------
     llm: Literal["local", "openai"] = Field("local", description="LLM backend: in-process llama.cpp or an OpenAI-compatible server.")
@@ -51,7 +55,9 @@ class Settings(BaseSettings):
     llm_threads: int | None = Field(None, description="CPU threads for the local model (default: all cores).")
     llm_context: int = Field(4096, description="Context window of the local model, in tokens.")
     max_answer_tokens: int = Field(200, description="Most tokens generated for one answer.")
-    context_budget: int = Field(900, description="Most tokens of passages put into the prompt.")
+    context_budget: int = Field(
+        450, description="Most tokens of passages put into the prompt (prefill dominates the time to first token)."
+    )
     question_budget: int = Field(300, description="A longer question is cut to this many tokens.")
     model_cache: Path = Field(
         Path.home() / ".cache" / "rag-news",
