@@ -40,6 +40,17 @@ class Engine:
         """Build the index if there is none yet."""
         return None if self.store.exists() else self.sync(progress=progress)
 
+    def stats(self) -> dict:
+        """Articles and chunks in the index and when it was last synced (ISO time), for status displays."""
+        from .indexing import indexed_files
+
+        if not self.store.exists():
+            return {"articles": 0, "chunks": 0, "synced_at": None}
+        gen = self.store.reader()
+        synced = gen.collection.metadata.get("synced_at")
+        return {"articles": len(indexed_files(gen)), "chunks": gen.collection.count(),
+                "synced_at": synced}
+
     def retrieve(self, question: str, k: int | None = None) -> list[Passage]:
         """The best passages for a question."""
         return self.retriever.retrieve(A.clean_question(question, self.settings.question_budget), k)

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import sys
 import time
+from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -151,7 +152,8 @@ def sync(settings: Settings, rebuild: bool = False, progress: bool | None = None
             return report
 
         embedder = get_embedder(settings.embedder)
-        with store.new_generation(config, fresh=report.rebuilt is not None) as gen:
+        synced = {**config, "synced_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        with store.new_generation(synced, fresh=report.rebuilt is not None) as gen:
             vs = ChromaVectorStore(chroma_collection=gen.collection)
             for source in sorted(drop):
                 vs.delete(ref_doc_id=source)

@@ -50,6 +50,13 @@ def _passage(id_: str, text: str, meta: dict, score: float) -> Passage:
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
 
+def _bm25s():
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its own logger to DEBUG
+    return bm25s
+
+
 @lru_cache(maxsize=1)
 def _stemmers():
     import Stemmer
@@ -79,8 +86,7 @@ class BM25:
     @staticmethod
     def build(gen: Generation) -> BM25:
         """(Re)build from the chunks in the generation and save it beside them."""
-        import bm25s
-
+        bm25s = _bm25s()
         got = gen.collection.get(include=["documents"])
         ids, docs = got["ids"], got["documents"]
         retriever = bm25s.BM25()
@@ -97,8 +103,7 @@ class BM25:
     @staticmethod
     def load(gen: Generation) -> BM25:
         """The persisted index of a generation (built in memory for a Chroma server)."""
-        import bm25s
-
+        bm25s = _bm25s()
         if gen.bm25_dir is None or not (gen.bm25_dir / "ids.json").exists():
             return BM25.build(Generation(gen.collection, None))
         ids = json.loads((gen.bm25_dir / "ids.json").read_text())
