@@ -193,9 +193,9 @@ def render(claims: list[Claim], passages: list[Passage]) -> tuple[str, list[Pass
     renumber = {old: new for new, old in enumerate(order, 1)}
     out = []
     for c in claims:
-        sentence = strip_markers(c.text)
         c.cited = [renumber[n] for n in c.cited]
-        out.append(sentence + ("".join(f" [{n}]" for n in c.cited) if c.cited else ""))
+        body, end = re.match(r"(.*?)([.!?…:;]*)$", strip_markers(c.text), re.S).groups()
+        out.append(body + "".join(f" [{n}]" for n in c.cited) + end)
     return " ".join(out), [passages[n - 1] for n in order]
 
 

@@ -95,11 +95,12 @@ def _print_sources(passages, out) -> None:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from .answering import Answer
+    from .answering import Answer, clean_question
     from .engine import Engine
     from .llm import LLMUnavailable
 
     engine = Engine(_settings(args))
+    clean_question(args.question, engine.settings.question_budget)  # bad input fails before any work
     if not engine.settings.chroma_url and not engine.store.exists():
         print("no index yet: building it first", file=sys.stderr)
     engine.ensure_index()
