@@ -1,0 +1,92 @@
+"""Retrieval across Dutch and English on the seeds, the BM25 side, MiniLM, and `rag eval`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag import sources
+from rag.engine import Engine
+from rag.retrieval import bm25_tokens
+from tests.conftest import ROOT, XQUAD
+
+QUESTIONS = json.loads((Path(__file__).parent / "data" / "seed_questions.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    import shutil
+
+    from rag.settings import Settings
+    from tests.conftest import SEEDS
+
+    root = tmp_path_factory.mktemp("retrieval")
+    shutil.copytree(SEEDS, root / "sources")
+    engine = Engine(Settings(sources=root / "sources", index=root / "index"))
+    engine.sync()
+    return engine
+
+
+def test_passages_are_exact_spans(engine):
+    passages = engine.retrieve("SoftBank margin loan", k=3)
+    assert len(passages) == 3
+    assert [p.score for p in passages] == sorted((p.score for p in passages), reverse=True)
+    for p in passages:
+        assert sources.read_text(engine.settings.sources, p.source)[p.start:p.end] == p.text
+        assert p.title and p.language in {"en", "nl"}
+
+
+@pytest.mark.parametrize("case", [c for c in QUESTIONS if sources.detect_language(c["q"]) != ("nl" if c["source"].startswith("000") else "en")],
+                         ids=lambda c: c["q"][:40])
+def test_cross_language_questions_find_the_other_article(engine, case):
+    passages = engine.retrieve(case["q"], k=4)
+    assert case["source"] in [p.source for p in passages]
+
+
+def test_seed_question_set_evidence_in_top_4(engine):
+    found = sum(any(c["evidence"] in p.text for p in engine.retrieve(c["q"], k=4)) for c in QUESTIONS)
+    assert found >= 14, f"{found}/{len(QUESTIONS)}"  # measured: 15/16
+
+
+def test_bm25_is_persisted_and_stems_both_languages(engine):
+    gen = engine.store.reader()
+    assert (gen.path / "bm25" / "ids.json").exists()
+    assert set(bm25_tokens("leningen")) & set(bm25_tokens("lening"))  # Dutch stemming
+    assert set(bm25_tokens("loans")) & set(bm25_tokens("loan"))  # English stemming
+    hybrid = Engine(engine.settings.model_copy(update={"hybrid": True}))
+    passages = hybrid.retrieve("margin loan collateral", k=4)
+    assert passages[0].source == "002_89be491c9f5e8b09.txt"
+
+
+def test_minilm_is_selectable(tmp_path, corpus):
+    from rag.settings import Settings
+
+    engine = Engine(Settings(sources=corpus, index=tmp_path / "idx", embedder="minilm"))
+    report = engine.sync()
+    assert report.embedded == report.chunks > 0
+    assert engine.retrieve("margin loan backed by the OpenAI stake", k=1)[0].source == "002_89be491c9f5e8b09.txt"
+
+
+def test_rag_eval_cli_cross_language_sample(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "eval", str(XQUAD / "xquad.en.json"), "--questions", str(XQUAD / "xquad.nl.json"),
+         "--limit", "60", "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(result) == {"n", "hit@1", "hit@4", "hit@10", "mrr", "seconds"}
+    assert result["n"] == 60
+    assert result["hit@4"] >= 0.9 and result["hit@1"] >= 0.75
+    assert result["hit@1"] <= result["hit@4"] <= result["hit@10"]
+
+
+def test_rag_eval_bad_file_exits_2(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    proc = subprocess.run([sys.executable, "-m", "rag.cli", "eval", str(bad)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
