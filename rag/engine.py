@@ -78,8 +78,11 @@ class Engine:
         standalone = q
         pairs = A.history_pairs(history)
         if pairs:
-            standalone = "".join(self.llm.stream(A.condense_messages(q, pairs), 80)).strip().splitlines()[0:1]
-            standalone = A.clean_question(standalone[0], s.question_budget) if standalone else q
+            rewritten = "".join(self.llm.stream(A.condense_messages(q, pairs), 80)).strip()
+            try:
+                standalone = A.clean_question(rewritten.splitlines()[0], s.question_budget)
+            except (IndexError, A.QuestionError):  # the model said nothing useful: ask as is
+                standalone = q
             timings["condense_s"] = round(time.perf_counter() - t0, 3)
         t1 = time.perf_counter()
         retrieved = self.retriever.retrieve(standalone, k)

@@ -183,13 +183,16 @@ class Retriever:
         hits = {}
         for filters in (None, other):
             for h in self._dense.as_retriever(similarity_top_k=depth, filters=filters).retrieve(bundle):
-                meta = h.node.metadata
-                offset = self.settings.cross_language_offset if meta.get("language") != language else 0.0
-                hits[h.node.node_id] = _passage(h.node.node_id, h.node.get_content(), meta, (h.score or 0.0) + offset)
+                hits[h.node.node_id] = self._passage(h.node.node_id, h.node.get_content(), h.node.metadata,
+                                                     h.score or 0.0, language)
         dense = sorted(hits.values(), key=lambda p: p.score, reverse=True)
         if not self._bm25:
             return dense[:k]
-        return self._fuse(gen, dense, self._bm25.search(question, depth), bundle.embedding, k)
+        return self._fuse(gen, dense, self._bm25.search(question, depth), bundle.embedding, k, language)
+
+    def _passage(self, id_: str, text: str, meta: dict, cosine: float, language: str) -> Passage:
+        offset = self.settings.cross_language_offset if meta.get("language") != language else 0.0
+        return _passage(id_, text, meta, cosine + offset)
 
     def embeddings(self, ids: list[str]) -> list[list[float]]:
         """The stored embeddings of chunks, in the order of ``ids``."""
@@ -197,7 +200,8 @@ class Retriever:
         by_id = dict(zip(got["ids"], got["embeddings"]))
         return [list(by_id[i]) for i in ids]
 
-    def _fuse(self, gen: Generation, dense: list[Passage], sparse_ids: list[str], embedding, k: int) -> list[Passage]:
+    def _fuse(self, gen: Generation, dense: list[Passage], sparse_ids: list[str], embedding, k: int,
+              language: str) -> list[Passage]:
         import numpy as np
 
         rrf: dict[str, float] = {}
@@ -211,5 +215,5 @@ class Retriever:
             got = gen.collection.get(ids=missing, include=["documents", "metadatas", "embeddings"])
             q = np.asarray(embedding)
             for id_, doc, meta, emb in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"]):
-                known[id_] = _passage(id_, doc, meta, float(np.dot(q, emb)))
+                known[id_] = self._passage(id_, doc, meta, float(np.dot(q, emb)), language)
         return [known[i] for i in best if i in known]
