@@ -93,7 +93,7 @@ class Chunk:
 def _split_long(text: str, a: int, b: int, limit: int) -> list[tuple[int, int]]:
     """Split one over-long sentence at word boundaries into pieces of at most ~``limit`` tokens."""
     words = [(m.start(), m.end()) for m in re.finditer(r"\S+", text[a:b])]
-    pieces, cur_start, cur_tokens = [], None, 0
+    pieces, cur_start, cur_tokens, prev_end = [], None, 0, 0
     for ws, we in words:
         t = count_tokens(text[a + ws:a + we]) + 1
         if cur_start is not None and cur_tokens + t > limit:

@@ -8,7 +8,6 @@ import re
 import threading
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from pathlib import Path
 
 from .settings import Settings
 from .store import Generation, IndexUnavailable, Store
