@@ -78,10 +78,11 @@ class Engine:
         standalone = q
         pairs = A.history_pairs(history)
         if pairs:
-            rewritten = "".join(self.llm.stream(A.condense_messages(q, pairs), 80)).strip()
             try:
+                rewritten = "".join(self.llm.stream(A.condense_messages(q, pairs), 80)).strip()
                 standalone = A.clean_question(rewritten.splitlines()[0], s.question_budget)
-            except (IndexError, A.QuestionError):  # the model said nothing useful: ask as is
+            except (IndexError, A.QuestionError, LLMUnavailable):
+                # nothing useful came back (or no LLM: the answer step reports it, with passages)
                 standalone = q
             timings["condense_s"] = round(time.perf_counter() - t0, 3)
         t1 = time.perf_counter()

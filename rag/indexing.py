@@ -167,7 +167,8 @@ def sync(settings: Settings, rebuild: bool = False, progress: bool | None = None
                     vs.add([node for node, _ in batch])
                     bar.update(len(batch))
             report.embedded = len(pairs)
-            BM25.build(gen)
+            if gen.bm25_dir is not None:  # on a Chroma server BM25 is built in memory by readers that use it
+                BM25.build(gen)
             report.chunks = gen.collection.count()
     report.seconds = round(time.perf_counter() - t0, 3)
     return report

@@ -146,13 +146,22 @@ class LocalLLM:
 
 
 class OpenAICompatibleLLM:
-    """Any OpenAI-compatible chat server, through llama-index's OpenAILike."""
+    """Any OpenAI-compatible chat server, through llama-index's OpenAILike.
+
+    ``llm_timeout`` bounds each wait on the server: connecting, the first streamed piece (so it
+    must cover the prompt's prefill) and each later piece. ``llm_retries`` is how often the
+    openai client retries a request that failed to connect, timed out or got 408/409/429/5xx, with
+    its own short back-off; a stream that broke after it began is not retried. Every failure is
+    raised as ``LLMUnavailable`` naming the server's URL, at the first piece at the latest.
+    """
 
     def __init__(self, settings: Settings) -> None:
         from llama_index.llms.openai_like import OpenAILike
 
         self.name = settings.llm_model
         self.url = settings.llm_base_url
+        self.timeout = settings.llm_timeout
+        self.retries = settings.llm_retries
         self._llm = OpenAILike(
             model=settings.llm_model, api_base=settings.llm_base_url, api_key=settings.llm_api_key,
             timeout=settings.llm_timeout, max_retries=settings.llm_retries, is_chat_model=True,
@@ -163,12 +172,47 @@ class OpenAICompatibleLLM:
         from llama_index.core.llms import ChatMessage
 
         chat = [ChatMessage(role=m["role"], content=m["content"]) for m in messages]
+        parts = None
         try:
-            for part in self._llm.stream_chat(chat, max_tokens=max_tokens):
+            # llama-index's retry decorator does not cover a stream (the request is made lazily),
+            # so the openai client's max_retries (= llm_retries) is the only retrying
+            parts = self._llm.stream_chat(chat, max_tokens=max_tokens)
+            for part in parts:
                 if part.delta:
                     yield part.delta
         except Exception as e:
-            raise LLMUnavailable(f"LLM server at {self.url} failed: {type(e).__name__}: {e}") from None
+            raise LLMUnavailable(self._explain(e)) from None
+        finally:
+            close = getattr(parts, "close", None)
+            if close is not None:
+                close()  # a reader that stops early closes the HTTP stream now, not at garbage collection
+
+    def _explain(self, e: Exception) -> str:
+        import openai
+
+        tries = f"{self.retries + 1} attempt{'s' if self.retries else ''}"
+        if isinstance(e, openai.APITimeoutError):
+            return (f"the LLM server at {self.url} did not answer within {self.timeout:g} s ({tries}; "
+                    "RAG_LLM_TIMEOUT sets the limit)")
+        if isinstance(e, openai.APIConnectionError):
+            return f"cannot reach the LLM server at {self.url}: {_root_cause(e)} ({tries})"
+        if isinstance(e, openai.APIStatusError):
+            hint = " (check RAG_LLM_API_KEY)" if e.status_code in (401, 403) else (
+                " (check RAG_LLM_MODEL and RAG_LLM_BASE_URL)" if e.status_code == 404 else "")
+            return f"the LLM server at {self.url} answered HTTP {e.status_code}: {_short(e.message)}{hint}"
+        return f"the LLM server at {self.url} failed: {type(e).__name__}: {_short(str(e))}"
+
+
+def _root_cause(e: BaseException) -> str:
+    """The innermost cause of an exception ("[Errno 111] Connection refused")."""
+    while e.__cause__ is not None or e.__context__ is not None:
+        e = e.__cause__ or e.__context__
+    return _short(str(e)) or type(e).__name__
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @lru_cache(maxsize=2)

@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     chroma_token: str | None = Field(None, description="Auth token for the Chroma server, if it requires one.")
     collection: str = Field("articles", description="Name of the Chroma collection holding the chunks.")
     lock_timeout: float = Field(10.0, description="Seconds a sync waits for another writer before reporting busy.")
+    lock_ttl: float = Field(
+        60.0, description="Seconds a writer's lock on a Chroma server lives unless renewed (a crashed writer's lock expires)."
+    )
 
     # --- ingestion ----------------------------------------------------------------------------
     embedder: str = Field(

@@ -1,0 +1,387 @@
+"""Scale-out: a real ``chroma run`` server and a real OpenAI-compatible LLM server on loopback.
+
+The servers are started by fixtures on free loopback ports and always stopped (``finally``). Each
+test writes its own collection, so tests share one Chroma server without seeing each other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from rag import sources
+from rag.answering import Answer
+from rag.engine import Engine
+from rag.indexing import sync
+from rag.llm import LLMUnavailable
+from rag.settings import Settings
+from rag.store import IndexUnavailable, Store
+from tests.conftest import ROOT, XQUAD
+
+QUESTION = "How much might SoftBank invest in OpenAI?"
+ANSWER_SOURCE = "000_51d920bc302d2553.txt"
+MODEL_CACHE = Path.home() / ".cache" / "rag-news"
+
+
+# ---- servers ------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def server(cmd: list[str], ready_url: str, log: Path, timeout: float) -> Iterator[subprocess.Popen]:
+    """Run ``cmd`` until the block ends; wait until ``ready_url`` answers 200 first."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"{cmd[0]} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+            try:
+                with urllib.request.urlopen(ready_url, timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"{cmd[0]} not ready after {timeout} s:\n{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.2)
+        yield proc
+    finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def chroma_server(path: Path, port: int):
+    chroma = Path(sys.executable).with_name("chroma")
+    assert chroma.exists(), f"{chroma} is missing: the chroma CLI ships with the chromadb package"
+    cmd = [str(chroma), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)]
+    return server(cmd, f"http://127.0.0.1:{port}/api/v2/heartbeat", path.parent / f"chroma-{port}.log", 60)
+
+
+def llm_server(model: str, port: int, log: Path):
+    from rag.llm import model_file
+
+    try:
+        import llama_cpp.server  # noqa: F401
+    except ImportError as e:
+        pytest.fail(f"pip install 'llama-cpp-python[server]' ({e})")
+    gguf = model_file(Settings(llm_model=model, model_cache=MODEL_CACHE))
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", model,
+           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", str(os.cpu_count())]
+    return server(cmd, f"http://127.0.0.1:{port}/v1/models", log, 180)
+
+
+@pytest.fixture(scope="module")
+def chroma_url(tmp_path_factory) -> Iterator[str]:
+    """A real ``chroma run`` on a free loopback port, with its data in a temporary folder."""
+    port = free_port()
+    with chroma_server(tmp_path_factory.mktemp("chroma") / "data", port):
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def llm_url(tmp_path_factory) -> Iterator[str]:
+    """``python -m llama_cpp.server`` with the packaged Qwen2.5-Coder-1.5B GGUF, on a free loopback port."""
+    port = free_port()
+    with llm_server("qwen2.5-coder-1.5b", port, tmp_path_factory.mktemp("llm") / "server.log"):
+        yield f"http://127.0.0.1:{port}/v1"
+
+
+@pytest.fixture
+def remote(chroma_url: str, corpus: Path, tmp_path: Path) -> Settings:
+    """Settings for a collection of its own on the shared Chroma server."""
+    return Settings(sources=corpus, index=tmp_path / "unused-index", chroma_url=chroma_url,
+                    collection=f"t{uuid.uuid4().hex[:12]}", model_cache=MODEL_CACHE, llm_retries=0)
+
+
+def collections(settings: Settings) -> set[str]:
+    client = Store(settings)._http_client()
+    return {c.name for c in client.list_collections() if c.name.startswith(settings.collection)}
+
+
+def _cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rag.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+# ---- index on a Chroma server -----------------------------------------------------------------------
+def test_sync_through_chroma_server_then_unchanged(remote):
+    first = sync(remote)
+    assert (first.added, first.updated, first.deleted) == (2, 0, 0)
+    assert first.embedded == first.chunks >= 4
+    got = Store(remote).reader().collection.get(include=["documents", "metadatas"])
+    assert len(got["ids"]) == first.chunks
+    for doc, meta in zip(got["documents"], got["metadatas"]):
+        assert sources.read_text(remote.sources, meta["source"])[meta["start"]:meta["end"]] == doc
+
+    again = sync(remote)
+    assert (again.embedded, again.unchanged, again.chunks) == (0, 2, first.chunks)
+
+    (remote.sources / "new.md").write_text("# Rates\n\nThe central bank raised its rate by a quarter point on Tuesday.")
+    third = sync(remote)
+    assert (third.added, third.unchanged, third.embedded) == (1, 2, 1)
+    assert third.chunks == first.chunks + 1
+    # the live generation and the one it replaced; no lock left behind
+    names = collections(remote)
+    assert len([n for n in names if "__g" in n]) == 2
+    assert names - {n for n in names if "__g" in n} == {f"{remote.collection}__meta"}
+
+    passages = Engine(remote).retrieve(QUESTION)
+    assert passages[0].source == ANSWER_SOURCE
+    assert Engine(remote).stats()["articles"] == 3
+
+
+def test_second_machine_agrees_with_the_index(remote, tmp_path):
+    """The manifest of file hashes lives in the server's collection, not in a local folder."""
+    sync(remote)
+    elsewhere = tmp_path / "other-machine"
+    elsewhere.mkdir()
+    import shutil
+
+    shutil.copytree(remote.sources, elsewhere / "articles")
+    other = remote.model_copy(update={"sources": elsewhere / "articles", "index": elsewhere / "index"})
+    report = sync(other)
+    assert (report.embedded, report.unchanged) == (0, 2)
+    assert not (elsewhere / "index").exists()
+
+
+def test_concurrent_syncs_take_turns(remote):
+    from rag.embedding import get_embedder
+
+    get_embedder(remote.embedder)  # loaded once, before the threads race
+    patient = remote.model_copy(update={"lock_timeout": 120.0})
+    reports, errors = [], []
+
+    def run():
+        try:
+            reports.append(sync(patient))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    # one embedded everything; the other waited for the lock and then found nothing to do
+    assert sorted(r.embedded for r in reports) == [0, reports[0].chunks]
+    assert len([n for n in collections(remote) if "__g" in n]) == 1
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    import rag.store
+    from rag.settings import Settings
+    store = rag.store.Store(Settings(chroma_url=sys.argv[1], collection=sys.argv[2], lock_ttl=2.0))
+    with store.write_lock():
+        print("held", flush=True)
+        time.sleep(600)
+""")
+
+
+def test_lock_spans_processes_and_a_dead_writer_lock_goes_stale(remote):
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, remote.chroma_url, remote.collection],
+                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        # the holder renews its 2 s lock, so waiting 3 s is not enough
+        with pytest.raises(IndexUnavailable, match="index is busy") as busy:
+            sync(remote.model_copy(update={"lock_timeout": 3.0}))
+        assert remote.chroma_url in str(busy.value) and f"pid {holder.pid}" in str(busy.value)
+        holder.send_signal(signal.SIGKILL)  # crashes while holding the lock
+        holder.wait()
+        t0 = time.monotonic()
+        report = sync(remote.model_copy(update={"lock_timeout": 20.0}))
+        assert report.added == 2
+        assert time.monotonic() - t0 < 20
+    finally:
+        holder.kill()
+        holder.wait()
+    assert f"{remote.collection}__lock" not in collections(remote)
+
+
+def test_killed_writer_leaves_the_live_generation(remote):
+    sync(remote)
+    before = Engine(remote).retrieve(QUESTION, k=1)[0]
+    live = Store(remote)._pointer()["current"]
+    data = json.loads((XQUAD / "xquad.en.json").read_text())
+    for i, p in enumerate([p["context"] for a in data["data"] for p in a["paragraphs"]][:80]):
+        (remote.sources / f"x{i:03d}.txt").write_text(p)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rag.cli", "index", "--rebuild", "--sources", str(remote.sources),
+         "--chroma-url", remote.chroma_url],
+        env={**os.environ, "RAG_COLLECTION": remote.collection, "RAG_LOCK_TTL": "2"}, cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len([n for n in collections(remote) if "__g" in n]) < 2:
+            time.sleep(0.05)
+        time.sleep(0.5)  # inside the embedding of 80 paragraphs
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert Store(remote)._pointer()["current"] == live
+    assert Engine(remote).retrieve(QUESTION, k=1)[0] == before
+    report = sync(remote.model_copy(update={"lock_timeout": 20.0}))  # waits out the dead writer's lock
+    assert report.added == 80
+    names = collections(remote)
+    assert len([n for n in names if "__g" in n]) == 2 and f"{remote.collection}__lock" not in names
+
+
+def test_chroma_server_errors_name_the_url(corpus, tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = Settings(sources=corpus, chroma_url=url, collection="articles")
+    with pytest.raises(IndexUnavailable, match=url):
+        sync(settings)
+    with chroma_server(tmp_path / "chroma", port) as proc:
+        sync(settings)
+        engine = Engine(settings)
+        assert engine.retrieve(QUESTION)[0].source == ANSWER_SOURCE
+        stop(proc)
+        with pytest.raises(IndexUnavailable, match=url):  # the server went away under a running engine
+            engine.retrieve(QUESTION)
+
+    no_server = _cli("ask", "--json", QUESTION, "--chroma-url", url)
+    assert no_server.returncode != 0 and url in no_server.stderr and "Traceback" not in no_server.stderr
+    assert no_server.stderr.count("\n") == 1
+
+
+def test_chroma_token_is_sent_and_a_refusal_is_reported():
+    """``chroma run`` has no auth of its own; a server (or proxy) that checks the token answers 401."""
+    import http.server
+
+    seen: list[tuple[str | None, str | None]] = []
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.append((self.headers.get("Authorization"), self.headers.get("X-Chroma-Token")))
+            body = json.dumps({"error": "ChromaAuthError", "message": "bad token"}).encode()
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        with pytest.raises(IndexUnavailable, match="refused access") as e:
+            Store(Settings(chroma_url=url, chroma_token="s3cret")).exists()
+        assert url in str(e.value) and "RAG_CHROMA_TOKEN" in str(e.value) and "\n" not in str(e.value)
+        assert seen and seen[0] == ("Bearer s3cret", "s3cret")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+# ---- answers through an OpenAI-compatible server -------------------------------------------------
+def test_llm_timeout_and_retries_come_from_settings():
+    """A server that accepts connections and never answers: each attempt times out, as set."""
+    from rag.llm import get_llm
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+
+    def accept():
+        while True:
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    try:
+        llm = get_llm(Settings(llm="openai", llm_base_url=url, llm_model="m", llm_timeout=1.0, llm_retries=1))
+        t0 = time.monotonic()
+        with pytest.raises(LLMUnavailable, match="did not answer within 1 s") as e:
+            list(llm.stream([{"role": "user", "content": "hi"}], 5))
+        assert url in str(e.value)
+        assert len(accepted) == 2  # one try and one retry
+        assert 2 <= time.monotonic() - t0 < 10
+    finally:
+        listener.close()
+        for c in accepted:
+            c.close()
+
+
+@pytest.mark.slow
+def test_answer_through_chroma_and_llm_servers(remote, llm_url):
+    sync(remote)
+    engine = Engine(remote.model_copy(update={"llm": "openai", "llm_base_url": llm_url,
+                                               "llm_model": "qwen2.5-coder-1.5b", "llm_timeout": 300.0}))
+    pieces, answers = [], []
+    for item in engine.stream_answer(QUESTION):
+        (answers if isinstance(item, Answer) else pieces).append(item)
+    assert len(answers) == 1 and len(pieces) > 1 and all(isinstance(p, str) for p in pieces)
+    answer = answers[0]
+    assert not answer.refused, answer
+    assert "30 billion" in answer.text.replace("$", "")
+    assert [c.source for c in answer.citations][:1] == [ANSWER_SOURCE]
+    for c in answer.citations:
+        assert sources.read_text(remote.sources, c.source)[c.start:c.end] == c.text
+
+
+@pytest.mark.slow
+def test_stopped_llm_server_names_url_and_passages_come_back(remote, tmp_path):
+    sync(remote)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1"
+    with llm_server("qwen2.5-coder-0.5b", port, tmp_path / "llm.log") as proc:
+        stop(proc)
+    engine = Engine(remote.model_copy(update={"llm": "openai", "llm_base_url": url, "llm_model": "qwen2.5-coder-0.5b"}))
+    with pytest.raises(LLMUnavailable) as e:
+        for _ in engine.stream_answer(QUESTION):
+            pass
+    assert url in str(e.value) and "Connection refused" in str(e.value)
+    assert e.value.passages and e.value.passages[0].source == ANSWER_SOURCE
+
+
+def test_cli_ask_json_with_dead_llm_server(remote):
+    sync(remote)
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    proc = _cli("ask", "--json", QUESTION, "--sources", str(remote.sources), "--chroma-url", remote.chroma_url,
+                env={"RAG_LLM": "openai", "RAG_LLM_BASE_URL": url, "RAG_LLM_MODEL": "qwen2.5-coder-1.5b",
+                     "RAG_LLM_RETRIES": "0", "RAG_COLLECTION": remote.collection})
+    assert proc.returncode != 0
+    assert url in proc.stderr and "Traceback" not in proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert url in out["error"] and out["passages"][0]["source"] == ANSWER_SOURCE
