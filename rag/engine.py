@@ -117,8 +117,8 @@ class Engine:
         claims = A.check_claims(raw, passages, self._similarity(passages), s.support_threshold)
         timings["verify_s"] = round(time.perf_counter() - t3, 3)
         timings["total_s"] = round(time.perf_counter() - t0, 3)
-        if not any(c.supported for c in claims):
-            log.info("no claim of the answer is supported by its passages: refusing (%r)", raw)
+        if not A.answers_question(standalone, claims):
+            log.info("no supported claim answers the question: refusing (%r)", raw)
             yield A.refusal(q, language, retrieved, timings, standalone)
             return
         text, cited = A.render(claims, passages)

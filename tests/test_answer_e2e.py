@@ -81,6 +81,8 @@ def test_follow_up_question_is_condensed(engine):
 @pytest.mark.parametrize("question,language", [
     ("Who won the football World Cup in 2022?", "en"),
     ("Wat is de hoofdstad van Australië?", "nl"),
+    ("What interest rate does SoftBank's margin loan carry?", "en"),  # near the topic, answer absent
+    ("Hoeveel werknemers heeft SoftBank?", "nl"),
 ])
 def test_unanswerable_questions_are_refused(engine, question, language):
     a = engine.answer(question)

@@ -106,3 +106,15 @@ def test_history_formats():
     assert A.history_pairs(msgs) == [("q1", "a1")]
     assert A.history_pairs([("q", "a")]) == [("q", "a")]
     assert A.history_pairs(None) == []
+
+
+def test_amount_questions_need_an_amount():
+    from rag.citations import Claim
+
+    assert A.asks_for_amount("How much might SoftBank invest?") and A.asks_for_amount("Hoe groot is het belang?")
+    assert not A.asks_for_amount("Which outlet reported it?")
+    beside_the_point = [Claim("The loan carries a risk of margin calls [1].", [1], True)]
+    assert not A.answers_question("What interest rate does the loan carry?", beside_the_point)
+    assert A.answers_question("Hoe groot is het belang?", [Claim("Het belang is circa elf procent [1].", [1], True)])
+    assert A.answers_question("Who reported it?", [Claim("Bloomberg reported it [1].", [1], True)])
+    assert not A.answers_question("Who reported it?", [Claim("Bloomberg reported it.", [], False)])
