@@ -6,7 +6,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from functools import cached_property
 
 from . import answering as A
 from .answering import Answer, HistoryLike
@@ -25,12 +24,18 @@ class Engine:
         self.settings = settings or Settings()
         self.store = Store(self.settings)
         self.retriever = Retriever(self.settings, self.store)
+        self._llm = None
+        self._llm_lock = threading.Lock()
 
-    @cached_property
+    @property
     def llm(self):
-        from .llm import get_llm
+        """The LLM, loaded on first use (once, also when several threads ask at the same time)."""
+        with self._llm_lock:
+            if self._llm is None:
+                from .llm import get_llm
 
-        return get_llm(self.settings)
+                self._llm = get_llm(self.settings)
+            return self._llm
 
     def sync(self, rebuild: bool = False, progress: bool | None = None) -> SyncReport:
         """Sync the index with the sources folder (see ``rag.indexing.sync``)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -74,3 +74,10 @@ class Settings(BaseSettings):
     ui_host: str = Field("127.0.0.1", description="Address the chat UI listens on.")
     ui_port: int = Field(7860, description="Port the chat UI listens on.")
     ui_auth: str | None = Field(None, description="'user:password' to require a login for the chat UI.")
+
+    @field_validator("ui_auth")
+    @classmethod
+    def _user_colon_password(cls, value: str | None) -> str | None:
+        if value is not None and ":" not in value:
+            raise ValueError("must be 'user:password'")
+        return value

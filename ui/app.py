@@ -1,0 +1,473 @@
+"""The Gradio app: a streamed chat whose ``[n]`` markers open the cited passage in a sources panel.
+
+Everything that comes from an article or from the model is escaped before it reaches the page:
+chat text with ``escape_md`` (HTML entities plus markdown backslash escapes), the sources panel
+with ``html.escape``. The only markup on the page is the markup written here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+
+import gradio as gr
+
+from rag.answering import Answer, QuestionError, question_language
+from rag.citations import strip_markers
+from rag.engine import Engine
+from rag.llm import LLMUnavailable
+from rag.retrieval import Passage
+from rag.settings import Settings
+from rag.sources import SourceError, masked, read_text
+from rag.store import IndexUnavailable
+
+log = logging.getLogger(__name__)
+
+EXAMPLES = [
+    "How much might SoftBank invest in OpenAI?",
+    "What will lenders demand if OpenAI's valuation falls?",
+    "Hoeveel wil SoftBank mogelijk in OpenAI investeren?",
+    "In welke stad schoot het aandeel SoftBank omhoog?",
+]
+WINDOW = 20_000  # characters of article shown on each side of a passage
+MAX_TURNS = 8  # answers whose sources stay in the panel (older citations no longer open)
+
+# Fixed messages, in the language of the question.
+TEXTS = {
+    "en": {
+        "searching": "Searching the articles…",
+        "sources": "Sources",
+        "sources_for": "Sources for “{q}”",
+        "no_sources": "Nothing is cited: the articles do not answer this question.",
+        "retrieved": "Passages found for “{q}” (no answer could be generated)",
+        "no_passages": "No passages could be retrieved.",
+        "unsupported": "not supported by the sources",
+        "llm_down": "**The language model is not available**: {e}\n\n"
+                    "The passages found for the question are shown under Sources.",
+        "busy": "**The index is not available**: {e}\n\nTry again in a moment.",
+        "question": "**Cannot answer this**: {e}",
+        "failed": "**Something went wrong**: {e}\n\nThe app is still running; try again.",
+        "no_date": "no date",
+        "chars": "characters {a}–{b}",
+        "changed": "The article changed after it was indexed; this is the indexed passage. Sync the index.",
+        "missing": "The article is no longer in the sources folder; this is the indexed passage.",
+        "placeholder": "Ask about the news articles, in English or Dutch",
+    },
+    "nl": {
+        "searching": "Zoeken in de artikelen…",
+        "sources": "Bronnen",
+        "sources_for": "Bronnen bij “{q}”",
+        "no_sources": "Er is niets geciteerd: de artikelen beantwoorden deze vraag niet.",
+        "retrieved": "Gevonden passages bij “{q}” (er kon geen antwoord gemaakt worden)",
+        "no_passages": "Er konden geen passages opgehaald worden.",
+        "unsupported": "niet gestaafd door de bronnen",
+        "llm_down": "**Het taalmodel is niet beschikbaar**: {e}\n\nDe gevonden passages staan onder Bronnen.",
+        "busy": "**De index is niet beschikbaar**: {e}\n\nProbeer het zo nog eens.",
+        "question": "**Deze vraag kan niet beantwoord worden**: {e}",
+        "failed": "**Er ging iets mis**: {e}\n\nDe app draait nog; probeer het opnieuw.",
+        "no_date": "geen datum",
+        "chars": "tekens {a}–{b}",
+        "changed": "Het artikel is gewijzigd na het indexeren; dit is de geïndexeerde passage. Synchroniseer de index.",
+        "missing": "Het artikel staat niet meer in de bronnenmap; dit is de geïndexeerde passage.",
+        "placeholder": "Stel een vraag over de nieuwsartikelen, in het Engels of Nederlands",
+    },
+}
+
+CSS = """
+#rag-sources .rag-panel { max-height: 74vh; overflow-y: auto; position: relative; padding-right: 4px; }
+#rag-sources .rag-empty { color: var(--body-text-color-subdued); }
+#rag-sources .rag-turn-q { font-weight: 600; margin: 0 0 8px; }
+#rag-sources .rag-card { border: 1px solid var(--border-color-primary); border-radius: 8px;
+  padding: 10px 12px; margin: 0 0 12px; }
+#rag-sources .rag-card.rag-flash { animation: rag-flash 1.8s ease-out; }
+@keyframes rag-flash { 0% { box-shadow: 0 0 0 4px #f59e0b; } 100% { box-shadow: 0 0 0 0 transparent; } }
+#rag-sources .rag-card-head { font-weight: 600; }
+#rag-sources .rag-num { color: var(--color-accent); margin-right: 4px; }
+#rag-sources .rag-meta { font-size: 0.85em; color: var(--body-text-color-subdued); margin: 2px 0 6px; }
+#rag-sources .rag-file { font-family: var(--font-mono); }
+#rag-sources .rag-note { font-size: 0.85em; color: #b45309; margin: 0 0 6px; }
+#rag-sources .rag-article { position: relative; max-height: 240px; overflow-y: auto; white-space: pre-wrap;
+  font-size: 0.9em; line-height: 1.5; padding: 8px 10px; border-radius: 6px;
+  background: var(--background-fill-secondary); }
+#rag-sources mark.rag-passage { background: #fde68a; color: #111; border-radius: 2px; }
+a.rag-cite { font-weight: 600; text-decoration: none; cursor: pointer; white-space: nowrap; }
+a.rag-cite:hover { text-decoration: underline; }
+.rag-unsupported { text-decoration: underline wavy #dc2626; text-decoration-thickness: 1px; }
+.rag-unsupported-note { color: #dc2626; font-size: 0.9em; }
+"""
+
+# Runs once when the sources panel mounts: a document-level handler opens the card of a clicked
+# citation (showing its answer's sources), scrolls it into view and scrolls the highlighted passage
+# into view inside the article; after each update every card's passage is scrolled into view.
+JS_ON_LOAD = """
+const centre = (card) => {
+  const box = card.querySelector('.rag-article'), mark = card.querySelector('mark');
+  if (box && mark) box.scrollTop = Math.max(0, mark.offsetTop - 24);
+};
+const centreAll = () => document.querySelectorAll('#rag-sources .rag-card').forEach(centre);
+window.ragShowCitation = (id) => {
+  const card = document.getElementById(id);
+  if (!card) return false;
+  const turn = card.closest('.rag-turn');
+  document.querySelectorAll('#rag-sources .rag-turn').forEach((t) => { t.hidden = t !== turn; });
+  const panel = card.closest('.rag-panel');
+  if (panel) { panel.scrollTop = card.offsetTop - 4; panel.scrollIntoView({block: 'nearest'}); }
+  centre(card);
+  card.classList.remove('rag-flash'); void card.offsetWidth; card.classList.add('rag-flash');
+  return true;
+};
+if (!window.ragCitationClicks) {
+  window.ragCitationClicks = true;
+  document.addEventListener('click', (event) => {
+    const link = event.target.closest ? event.target.closest('a.rag-cite, a[href^="#cite-"]') : null;
+    if (!link) return;
+    event.preventDefault();
+    event.stopPropagation();
+    window.ragShowCitation(decodeURIComponent((link.getAttribute('href') || '').slice(1)));
+  }, true);
+}
+watch('value', () => requestAnimationFrame(centreAll));
+requestAnimationFrame(centreAll);
+"""
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}|~$#])")
+_LINE_START = re.compile(r"(?m)^(\s*)(?:([>+\-=])|(\d+)([.)]))")
+
+
+def escape_md(text: str) -> str:
+    """Text that renders literally in markdown: HTML made inert, markdown syntax backslash-escaped."""
+    text = html.escape(str(text), quote=False)
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    # block syntax at a line start: quote, list or heading underline
+    return _LINE_START.sub(
+        lambda m: m.group(1) + (f"\\{m.group(2)}" if m.group(2) else f"{m.group(3)}\\{m.group(4)}"), text
+    )
+
+
+def texts(language: str) -> dict[str, str]:
+    """The fixed messages in ``language`` (English for any other)."""
+    return TEXTS.get(language, TEXTS["en"])
+
+
+def cite_id(turn: int, n: int) -> str:
+    return f"cite-{turn}-{n}"
+
+
+def answer_markdown(answer: Answer, turn: int | None = None) -> str:
+    """The answer as markdown: escaped sentences, ``[n]`` markers, unsupported claims marked.
+
+    With ``turn`` the markers are links to the cards of the sources panel (chat);
+    without, plain ``[n]`` (API).
+    """
+    t = texts(answer.language)
+    if answer.refused or not answer.claims:
+        return escape_md(answer.text)
+    parts = []
+    for claim in answer.claims:
+        sentence = escape_md(strip_markers(claim.text))
+        if not claim.supported:
+            if turn is None:
+                sentence += f" _({t['unsupported']})_"
+            else:
+                sentence = (f'<span class="rag-unsupported" title="{t["unsupported"]}">{sentence}</span>'
+                            f' <span class="rag-unsupported-note">⚠ {t["unsupported"]}</span>')
+        for n in claim.cited:
+            if turn is None:
+                sentence += f" [{n}]"
+            else:
+                p = answer.citations[n - 1] if 0 < n <= len(answer.citations) else None
+                title = html.escape(p.source if p else "", quote=True)
+                sentence += f' <a href="#{cite_id(turn, n)}" class="rag-cite" title="{title}">[{n}]</a>'
+        parts.append(sentence)
+    return " ".join(parts)
+
+
+def _code(name: str) -> str:
+    """A file name as a markdown code span (nothing inside is interpreted)."""
+    return f"`` {name} ``" if "`" in name else f"`{name}`"
+
+
+def api_markdown(answer: Answer) -> str:
+    """The ``/chat`` result: the answer as markdown, then a numbered list naming each cited source file."""
+    text = answer_markdown(answer)
+    if not answer.citations:
+        return text
+    t = texts(answer.language)
+    lines = []
+    for n, p in enumerate(answer.citations, 1):
+        date = f" ({p.date})" if p.date else ""
+        lines.append(f"{n}. {_code(p.source)}: {escape_md(p.title)}{date}")
+    return f"{text}\n\n**{t['sources']}:**\n\n" + "\n".join(lines)
+
+
+def _display(segment: str, kind: str) -> str:
+    """A slice of an article as shown: HTML markup already blanked, entities decoded, then escaped."""
+    if kind == "html":
+        segment = re.sub(r"[ \t]{2,}", " ", html.unescape(segment))
+        segment = re.sub(r"\n\s*\n\s*\n+", "\n\n", segment)
+    return html.escape(segment, quote=False)
+
+
+def passage_card(root, turn: int, n: int, p: Passage, t: dict[str, str]) -> str:
+    """One source: title, date, file and the passage highlighted inside the (windowed) article text."""
+    note = ""
+    try:
+        raw = read_text(root, p.source)
+    except (OSError, ValueError) as e:  # gone, unreadable, outside the folder (SourceError), undecodable
+        log.warning("cannot show %s: %s", p.source, e)
+        raw, note = None, t["missing"]
+    if raw is not None and raw[p.start:p.end] != p.text:
+        raw, note = None, t["changed"]
+    if raw is None:  # the indexed passage alone
+        before, passage, after = "", _display(masked(p.text, p.kind), p.kind), ""
+    else:
+        view = masked(raw, p.kind)
+        lo, hi = max(0, p.start - WINDOW), min(len(view), p.end + WINDOW)
+        before = ("…" if lo else "") + _display(view[lo:p.start], p.kind)
+        passage = _display(view[p.start:p.end], p.kind)
+        after = _display(view[p.end:hi], p.kind) + ("…" if hi < len(view) else "")
+    meta = " · ".join([
+        html.escape(p.date or t["no_date"]),
+        f'<span class="rag-file">{html.escape(p.source)}</span>',
+        t["chars"].format(a=p.start, b=p.end),
+    ])
+    return (
+        f'<section class="rag-card" id="{cite_id(turn, n)}">'
+        f'<div class="rag-card-head"><span class="rag-num">[{n}]</span>{html.escape(p.title or p.source)}</div>'
+        f'<div class="rag-meta">{meta}</div>'
+        + (f'<p class="rag-note">{html.escape(note)}</p>' if note else "")
+        + f'<div class="rag-article">{before}<mark class="rag-passage">{passage}</mark>{after}</div></section>'
+    )
+
+
+def turn_html(root, turn: int, heading: str, passages: Sequence[Passage], t: dict[str, str],
+              empty: str = "no_sources") -> str:
+    """The sources of one answer: a heading and one card per passage (or the note ``t[empty]``)."""
+    cards = "".join(passage_card(root, turn, n, p, t) for n, p in enumerate(passages, 1))
+    body = cards or f'<p class="rag-empty">{html.escape(t[empty])}</p>'
+    return f'<div class="rag-turn" data-turn="{turn}"><p class="rag-turn-q">{html.escape(heading)}</p>{body}</div>'
+
+
+def panel_html(turns: Sequence[Sequence]) -> str:
+    """The sources panel: the latest answer's sources shown, earlier ones hidden until a citation is clicked."""
+    if not turns:
+        return ('<div class="rag-panel"><p class="rag-empty">Ask a question: the passages the answer cites '
+                'appear here, highlighted in their article.</p></div>')
+    shown = len(turns) - 1
+    parts = [body if i == shown else body.replace('<div class="rag-turn"', '<div class="rag-turn" hidden', 1)
+             for i, (_, body) in enumerate(turns)]
+    return '<div class="rag-panel">' + "".join(parts) + "</div>"
+
+
+def _short(question: str, limit: int = 90) -> str:
+    question = " ".join(question.split())
+    return question if len(question) <= limit else question[: limit - 1] + "…"
+
+
+def _format_time(iso: str | None) -> str:
+    if not iso:
+        return "never"
+    try:
+        return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M %Z").strip()
+    except ValueError:
+        return iso
+
+
+def _retrieve(engine: Engine, question: str) -> list[Passage]:
+    """Passages for a question without the LLM (a follow-up fails before retrieval when the LLM is down)."""
+    try:
+        return engine.retrieve(question)
+    except Exception as e:  # noqa: BLE001 - a fallback must not hide the error being reported
+        log.warning("retrieval failed too: %s", e)
+        return []
+
+
+SKIP = object()  # placeholder for gr.skip() in the tuples of ``reply``
+
+
+def reply(engine: Engine, message: str, chat: list, pairs: list, turns: list) -> Iterator[tuple]:
+    """Stream one answer into the chat, then show its sources; errors become chat messages.
+
+    Yields ``(textbox, chat, pairs, turns, sources panel)`` with ``SKIP`` for what did not change.
+    ``pairs`` holds ``[question, answer text]`` for follow-ups, ``turns`` ``[turn, sources html]``.
+    """
+    root = engine.settings.sources
+    message = message or ""
+    if not message.strip():
+        yield SKIP, SKIP, SKIP, SKIP, SKIP
+        return
+    t = texts(question_language(message))
+    chat = [*chat, {"role": "user", "content": escape_md(message)},
+            {"role": "assistant", "content": f"_{t['searching']}_"}]
+    turn = len(chat) // 2
+
+    def say(content: str, turns_: list | object = SKIP) -> tuple:
+        shown = [*chat[:-1], {"role": "assistant", "content": content}]
+        return SKIP, shown, SKIP, turns_, SKIP if turns_ is SKIP else panel_html(turns_)
+
+    yield "", chat, SKIP, SKIP, SKIP
+    text, answer = "", None
+    try:
+        for piece in engine.stream_answer(message, [tuple(p) for p in pairs]):
+            if isinstance(piece, Answer):
+                answer = piece
+                break
+            text += piece
+            yield say(escape_md(text) + " ▍")
+    except LLMUnavailable as e:
+        log.warning("LLM unavailable: %s", e)
+        found = getattr(e, "passages", None) or _retrieve(engine, message)
+        heading = t["retrieved"].format(q=_short(message))
+        turns = [*turns, [turn, turn_html(root, turn, heading, found, t, "no_passages")]][-MAX_TURNS:]
+        yield say(t["llm_down"].format(e=escape_md(str(e))), turns)
+        return
+    except (IndexUnavailable, SourceError) as e:
+        log.warning("index unavailable: %s", e)
+        yield say(t["busy"].format(e=escape_md(str(e))))
+        return
+    except QuestionError as e:
+        yield say(t["question"].format(e=escape_md(str(e))))
+        return
+    except Exception as e:  # the app keeps running whatever one answer does
+        log.exception("answering %r failed", message)
+        yield say(t["failed"].format(e=escape_md(f"{type(e).__name__}: {e}")))
+        return
+    t = texts(answer.language)
+    heading = t["sources_for"].format(q=_short(message))
+    turns = [*turns, [turn, turn_html(root, turn, heading, answer.citations, t)]][-MAX_TURNS:]
+    out = say(answer_markdown(answer, turn), turns)
+    yield out[0], out[1], [*pairs, [message, answer.text]], out[3], out[4]
+
+
+def chat_api(engine: Engine, message: str) -> str:
+    """Answer one question: markdown ending with a numbered list of the cited source files."""
+    try:
+        return api_markdown(engine.answer(message))
+    except (QuestionError, IndexUnavailable, LLMUnavailable, SourceError) as e:
+        raise gr.Error(str(e)) from None
+
+
+def index_status(engine: Engine) -> str:
+    """Articles and chunks in the index and the last sync time, as markdown."""
+    try:
+        s = engine.stats()
+    except IndexUnavailable as e:
+        return f"**Index not available**: {escape_md(str(e))}"
+    return (f"**{s['articles']}** articles · **{s['chunks']}** chunks in the index  \n"
+            f"Last sync: {escape_md(_format_time(s['synced_at']))}")
+
+
+def sync_index(engine: Engine) -> tuple[str, str]:
+    """Sync the index with the sources folder (``rag index``'s lock); returns (status, report) markdown."""
+    try:
+        r = engine.sync(progress=True)
+    except (IndexUnavailable, SourceError) as e:
+        log.warning("sync failed: %s", e)
+        gr.Warning(str(e))
+        return index_status(engine), f"⚠ {escape_md(str(e))}"
+    lines = [(f"Synced in {r.seconds:.1f} s: {r.added} added, {r.updated} updated, {r.deleted} deleted, "
+              f"{r.unchanged} unchanged; {r.embedded} chunks embedded.")]
+    if r.rebuilt:
+        lines.append(f"Rebuilt the whole index: {escape_md(r.rebuilt)}.")
+    lines += [f"- skipped {escape_md(s['path'])}: {escape_md(s['reason'])}" for s in r.skipped]
+    return index_status(engine), "\n".join(lines)
+
+
+def build_app(engine: Engine, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
+    """The chat UI over ``engine``; launch it with ``app.launch(**launch_options(settings))``."""
+
+    with contextlib.suppress(ImportError):
+        # Gradio switches the matplotlib backend around every event; the first switch imports pyplot,
+        # which once failed in racing worker threads (AttributeError in MatplotlibBackendMananger), so
+        # resolve the backend here, once.
+        import matplotlib
+
+        matplotlib.get_backend()
+
+    def respond(message: str, chat: list, pairs: list, turns: list) -> Iterator[tuple]:
+        for out in reply(engine, message, chat, pairs, turns):
+            yield tuple(gr.skip() if v is SKIP else v for v in out)
+
+    def chat(message: str) -> str:
+        """Answer a question about the news articles: markdown ending with a numbered list of source files."""
+        return chat_api(engine, message)
+
+    def sync(progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[str, str]:  # noqa: B008 - Gradio's way
+        progress(0, desc="Syncing the index")
+        return sync_index(engine)
+
+    def reset() -> tuple:
+        return [], [], [], panel_html([]), ""
+
+    with gr.Blocks(title="News Q&A", analytics_enabled=False) as app:
+        gr.Markdown("## News Q&A\nAnswers from the news articles only, with sources you can check: "
+                    "click a citation such as **[1]** to see the passage in its article.")
+        pairs = gr.State([])
+        turns = gr.State([])
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3, min_width=380):
+                chatbot = gr.Chatbot(label="Chat", elem_id="rag-chat", height=520, latex_delimiters=[],
+                                     buttons=["copy"], feedback_options=None, sanitize_html=True)
+                with gr.Row():
+                    msg = gr.Textbox(show_label=False, placeholder=TEXTS["en"]["placeholder"], scale=5,
+                                     lines=1, max_lines=4, autofocus=True, elem_id="rag-question")
+                    send = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="rag-ask")
+                gr.Examples([[q] for q in examples], inputs=[msg], label="Example questions (English, Nederlands)")
+                clear = gr.Button("New conversation", size="sm", variant="secondary")
+            with gr.Column(scale=2, min_width=320):
+                gr.Markdown("### Sources · Bronnen")
+                sources = gr.HTML(panel_html([]), elem_id="rag-sources", js_on_load=JS_ON_LOAD,
+                                  head=f"<style>{CSS}</style>")
+                with gr.Accordion("Index", open=True):
+                    status = gr.Markdown(elem_id="rag-index-status")
+                    sync_button = gr.Button("Sync index from the sources folder", size="sm", elem_id="rag-sync")
+                    report = gr.Markdown(elem_id="rag-sync-report")
+
+        app.load(lambda: index_status(engine), None, status, api_visibility="private")
+        gr.on([msg.submit, send.click], respond, [msg, chatbot, pairs, turns],
+              [msg, chatbot, pairs, turns, sources], api_visibility="private")
+        sync_button.click(sync, None, [status, report], api_visibility="private")
+        for event in (clear.click, chatbot.clear):
+            event(reset, None, [chatbot, pairs, turns, sources, msg], api_visibility="private")
+        gr.api(chat, api_name="chat")
+    return app
+
+
+def _auth(value: str | None) -> tuple[str, str] | None:
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise SystemExit("rag: error: RAG_UI_AUTH must be 'user:password'")
+    return user, password
+
+
+def launch_options(settings: Settings) -> dict:
+    """Keyword arguments of ``Blocks.launch`` for these settings: address, login, no SSR server."""
+    return {"server_name": settings.ui_host, "server_port": settings.ui_port, "auth": _auth(settings.ui_auth),
+            "ssr_mode": False, "show_error": True, "share": False}
+
+
+def _load_llm(engine: Engine) -> None:
+    log.info("loading the language model")
+    try:
+        _ = engine.llm
+    except Exception as e:  # noqa: BLE001 - reported again, in the chat, when a question needs it
+        log.warning("cannot load the LLM: %s", e)
+
+
+def launch(settings: Settings) -> None:
+    """Build the index if there is none (with progress on the console), then serve the UI until stopped."""
+    engine = Engine(settings)
+    options = launch_options(settings)
+    if not settings.chroma_url and not engine.store.exists():
+        log.warning("no index yet: building it from %s first", settings.sources)
+    engine.ensure_index(progress=True)
+    if settings.ui_host not in {"127.0.0.1", "localhost", "::1"} and not options["auth"]:
+        log.warning("listening on %s without a login: set RAG_UI_AUTH=user:password", settings.ui_host)
+    _load_llm(engine)  # now, so the first answer does not wait for it (and it is loaded once)
+    build_app(engine).queue(default_concurrency_limit=1).launch(**options)
