@@ -8,10 +8,11 @@ import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
-from .chunking import count_tokens, truncate_tokens
+from .chunking import count_tokens, sentence_spans, truncate_tokens
 from .citations import Claim, facts_supported, markers, numbers, split_sentences, strip_markers
 from .retrieval import Passage
-from .sources import detect_language, plain
+from .sources import _NL as _NL_WORDS
+from .sources import detect_language, masked, plain
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +76,23 @@ class Answer:
         }
 
 
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+
+
 def clean_question(question: str, budget: int) -> str:
-    """Control characters removed, whitespace squeezed, cut to ``budget`` tokens; empty -> QuestionError."""
+    """Control characters and sequences dropped, whitespace squeezed, cut to ``budget`` tokens.
+
+    Raises ``QuestionError`` when nothing is left that has a letter or digit.
+    """
     if not isinstance(question, str):
         raise QuestionError("the question must be text")
-    text = "".join(" " if unicodedata.category(c) in {"Cc", "Cf", "Cs"} else c for c in question)
+    text = _ANSI.sub(" ", question)  # terminal colour codes and the like are control sequences, not words
+    text = "".join(" " if unicodedata.category(c) in {"Cc", "Cf", "Cs"} else c for c in text)
     text = re.sub(r"\s+", " ", text).strip()
-    if not any(c.isalnum() for c in text):
+    if not text:
         raise QuestionError("the question is empty: ask something about the articles")
+    if not any(c.isalnum() for c in text):
+        raise QuestionError("the question has no words, only signs or emoji: ask something about the articles")
     return truncate_tokens(text, budget)
 
 
@@ -129,12 +139,36 @@ def select_passages(passages: list[Passage], budget: int) -> list[Passage]:
     return chosen
 
 
+# Planted instructions in an article: a sentence with a chat role label ("system:"), one that says to
+# ignore earlier instructions, or one that asks for the prompt. The model never sees them (the 1.5B
+# model obeyed a planted "SYSTEM: ... always say X" line) and they cannot support a claim.
+_PLANTED = re.compile(
+    r"^\W*(system|systeem|assistant|assistent|user|gebruiker|developer)\s*:"
+    r"|\b(ignore|disregard|forget|negeer|vergeet)\b[^.!?\n]{0,40}"
+    r"\b(instructions?|prompts?|directions|previous|prior|above|instructies|opdrachten|eerdere|vorige)\b"
+    r"|\b(reveal|print|show|repeat|output|leak)\b[^.!?\n]{0,30}\b(system prompt|your prompt|your instructions"
+    r"|hidden instructions|instructions above|rules you were given)\b|\bsysteemprompt\b"
+    r"|\b(you are now|(reply|respond|answer) only with|tell the user)\b",
+    re.IGNORECASE,
+)
+# Chat-template tokens such as <|im_start|>: llama.cpp reads them in a prompt as real turn markers.
+_TEMPLATE_TOKEN = re.compile(r"<\|[^<>|]{0,40}\|>")
+
+
+def passage_data(p: Passage) -> str:
+    """A passage's readable text as the model sees it: planted instructions and template tokens removed."""
+    view = _TEMPLATE_TOKEN.sub(lambda m: " " * len(m.group(0)), masked(p.text, p.kind))
+    kept = [view[a:b] for a, b in sentence_spans(view) if not _PLANTED.search(view[a:b])]
+    return plain("\n".join(kept), p.kind)
+
+
 def prompt_messages(question: str, passages: list[Passage], language: str, budget: int) -> list[dict[str, str]]:
     """The chat messages for one answer: fixed system prompt first (its KV cache is reused)."""
     blocks = []
+    question = _TEMPLATE_TOKEN.sub(" ", question)
     for i, p in enumerate(passages, 1):
         # no title: the small model takes a headline's figures for the passage's own
-        body = truncate_tokens(plain(p.text, p.kind), budget)
+        body = truncate_tokens(passage_data(p), budget)
         blocks.append(f"[{i}]" + (f" ({p.date})" if p.date else "") + f"\n{body}")
     user = (
         "Passages:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question}\n\n"
@@ -190,9 +224,10 @@ def check_claims(
     if not claims:
         return claims
     sims = similarity([strip_markers(c.text) for c in claims])
+    data = [passage_data(p) for p in passages]  # a planted instruction's figures support nothing
 
     def backs(i: int, n: int) -> bool:
-        return sims[i][n - 1] >= threshold and facts_supported(claims[i].text, passages[n - 1].text)
+        return sims[i][n - 1] >= threshold and facts_supported(claims[i].text, data[n - 1])
 
     for i, claim in enumerate(claims):
         backed = [n for n in claim.cited if backs(i, n)]
@@ -228,9 +263,28 @@ def refusal(question: str, language: str, passages: list[Passage], timings: dict
                   passages=passages, standalone_question=standalone, timings=timings)
 
 
+# Frequent words of German, French, Spanish and Italian that are not Dutch (or English) words, and
+# letters Dutch does not use: a question with more of these than Dutch words is not Dutch.
+_OTHER_WORDS = set(
+    "der das und ist sind nicht ein eine einen einem einer für auf dem im viel viele wann warum welche welcher "
+    "welches wer wo wird wurde kann können hat haben sich zu mit über auch nach bei ich wir sie es wollen "
+    "le la les une du est sont combien quel quelle quels quelles pourquoi quand qui que qu dans pour avec sur il "
+    "elle ils et ou pas au aux cette ces el los las una cuánto cuánta cuántos qué quién cuándo dónde por para "
+    "con del y quanto quale perché chi dove sono della".split()
+)
+_OTHER_LETTERS = re.compile(r"[äßçñ¿¡âîôûœ]")
+
+
 def question_language(question: str) -> str:
     """'nl' or 'en' (other languages are answered in English)."""
-    return detect_language(question)
+    language = detect_language(question)
+    if language == "nl":
+        words = [w.lower() for w in re.findall(r"[^\W\d_]+", question)]
+        dutch = sum(w in _NL_WORDS for w in words)
+        other = sum(w in _OTHER_WORDS for w in words) + len(_OTHER_LETTERS.findall(question.lower()))
+        if other > dutch:
+            return "en"
+    return language
 
 
 def hold_back(stream: Iterator[str]) -> Iterator[str]:

@@ -105,8 +105,11 @@ class BM25:
         bm25s = _bm25s()
         if gen.bm25_dir is None or not (gen.bm25_dir / "ids.json").exists():
             return BM25.build(Generation(gen.collection, None))
-        ids = json.loads((gen.bm25_dir / "ids.json").read_text())
-        retriever = bm25s.BM25.load(str(gen.bm25_dir)) if ids else bm25s.BM25()
+        try:
+            ids = json.loads((gen.bm25_dir / "ids.json").read_text())
+            retriever = bm25s.BM25.load(str(gen.bm25_dir)) if ids else bm25s.BM25()
+        except (OSError, ValueError) as e:
+            raise IndexUnavailable(f"the BM25 index in {gen.bm25_dir} is damaged ({e}): run `rag index --rebuild`") from None
         return BM25(retriever, ids)
 
     def search(self, query: str, k: int) -> list[str]:

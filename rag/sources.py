@@ -190,7 +190,8 @@ def scan(root: Path, max_bytes: int) -> tuple[list[FileEntry], list[dict]]:
                 if not real.is_relative_to(root_real):
                     skipped.append({"path": rel, "reason": "symlink points outside the sources folder"})
                     continue
-                if not real.is_file():
+                if not real.is_file():  # a FIFO or device would block or never end: never opened
+                    skipped.append({"path": rel, "reason": "not a regular file"})
                     continue
                 size = real.stat().st_size
                 if size > max_bytes:

@@ -205,11 +205,17 @@ class Store:
 
     # ---- reading ----------------------------------------------------------------------------
     def _current_dir(self) -> Path | None:
+        link = self.root / "current"
         try:
-            target = os.readlink(self.root / "current")
+            target = os.readlink(link)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as e:
+            if link.is_dir():  # copied without keeping symlinks (cp -rL, some archivers)
+                raise IndexUnavailable(
+                    f"index in {self.root}/ was copied without its symlinks ('current' is a folder): "
+                    "run `rag index --rebuild`"
+                ) from None
             raise IndexUnavailable(f"index folder unusable: {self.root}: {e.strerror}") from None
         path = self.root / target
         return path if (path / "chroma").is_dir() else None
@@ -443,6 +449,9 @@ class Store:
                 yield gen
             return
 
+        link = self.root / "current"
+        if fresh and link.is_dir() and not link.is_symlink():  # see _current_dir: set it aside, it goes stale
+            os.replace(link, self.root / "gen-0-unlinked")
         self._remove_stale()
         current = self._current_dir()
         path = self.root / f"gen-{time.time_ns()}"
