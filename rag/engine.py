@@ -37,6 +37,12 @@ class Engine:
                 self._llm = get_llm(self.settings)
             return self._llm
 
+    @llm.setter
+    def llm(self, model) -> None:
+        """Use another ``ChatModel`` (any object with ``name`` and ``stream(messages, max_tokens)``)."""
+        with self._llm_lock:
+            self._llm = model
+
     def sync(self, rebuild: bool = False, progress: bool | None = None) -> SyncReport:
         """Sync the index with the sources folder (see ``rag.indexing.sync``)."""
         return sync(self.settings, rebuild=rebuild, progress=progress)

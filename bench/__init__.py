@@ -1,0 +1,1 @@
+"""Benchmarks of rag-news (run ``python bench/run.py --help``)."""
