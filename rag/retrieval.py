@@ -17,7 +17,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Passage:
-    """A retrieved chunk. ``text == read_text(source)[start:end]``; ``score`` is the cosine similarity."""
+    """A retrieved chunk. ``text == read_text(source)[start:end]``.
+
+    ``score`` is llama-index's similarity for Chroma, ``exp(-cosine distance)`` (higher is better),
+    plus ``cross_language_offset`` for a passage in another language than the question.
+    """
 
     source: str
     title: str
