@@ -11,8 +11,7 @@ from dataclasses import asdict, dataclass, field
 from .chunking import count_tokens, sentence_spans, truncate_tokens
 from .citations import Claim, facts_supported, markers, numbers, split_sentences, strip_markers
 from .retrieval import Passage
-from .sources import _NL as _NL_WORDS
-from .sources import detect_language, masked, plain
+from .sources import DUTCH_WORDS, detect_language, masked, plain
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +279,7 @@ def question_language(question: str) -> str:
     language = detect_language(question)
     if language == "nl":
         words = [w.lower() for w in re.findall(r"[^\W\d_]+", question)]
-        dutch = sum(w in _NL_WORDS for w in words)
+        dutch = sum(w in DUTCH_WORDS for w in words)
         other = sum(w in _OTHER_WORDS for w in words) + len(_OTHER_LETTERS.findall(question.lower()))
         if other > dutch:
             return "en"

@@ -93,11 +93,6 @@ def sync(settings: Settings, rebuild: bool = False, progress: bool | None = None
     Raises ``sources.SourceError`` for an unusable sources folder and ``store.IndexUnavailable``
     when the index cannot be written.
     """
-    from llama_index.vector_stores.chroma import ChromaVectorStore
-
-    from .embedding import get_embedder
-    from .retrieval import BM25
-
     t0 = time.perf_counter()
     root = Path(settings.sources)
     files, skipped = sources.scan(root, int(settings.max_file_mb * 1e6))
@@ -150,6 +145,12 @@ def sync(settings: Settings, rebuild: bool = False, progress: bool | None = None
             report.chunks = store.reader().collection.count()
             report.seconds = round(time.perf_counter() - t0, 3)
             return report
+
+        # only a sync that changes something pays for these imports
+        from llama_index.vector_stores.chroma import ChromaVectorStore
+
+        from .embedding import get_embedder
+        from .retrieval import BM25
 
         embedder = get_embedder(settings.embedder)
         synced = {**config, "synced_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

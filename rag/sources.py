@@ -20,7 +20,7 @@ _HTML_NOISE = re.compile(r"(?is)<(script|style|head)\b.*?</\1\s*>|<!--.*?-->|<[^
 _HTML_TITLE = re.compile(r"(?is)<title[^>]*>(.*?)</title>")
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 
-_NL = set(
+DUTCH_WORDS = set(
     "de het een en van ik je dat die niet is op te zijn met voor er maar om ook als dan bij nog naar wat of "
     "uit wordt door werd heeft hebben zou kan deze dit aan over tot hoe hoeveel waarom wanneer welke wie waar "
     "zijn haar hun ze wij we jullie u mij mijn ons onze geen meer veel worden was waren al na tegen "
@@ -55,7 +55,7 @@ class Article:
 def detect_language(text: str) -> str:
     """Return 'nl' or 'en' for a text, by counting frequent function words of each language."""
     words = [w.lower() for w in _WORD.findall(text[:20000])]
-    nl = sum(w in _NL for w in words)
+    nl = sum(w in DUTCH_WORDS for w in words)
     en = sum(w in _EN for w in words)
     if nl == en:  # short text: Dutch spelling hints
         nl += len(re.findall(r"ij|oe|aa|uu|sch", text.lower())) > len(re.findall(r"th|wh|sh\b|ly\b", text.lower()))
