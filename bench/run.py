@@ -961,6 +961,20 @@ def write_plots(results: dict, folder: Path) -> list[str]:
 
     plain_numbers = FuncFormatter(lambda v, _: f"{v:g}")
 
+    def log_axes(ax, ylabel: str, title: str) -> None:
+        """Both axes logarithmic with plain numbers; chunks on x; legend below the plot."""
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(plain_numbers)
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_formatter(plain_numbers)
+        ax.set_xlabel("chunks in the index")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+        ax.grid(alpha=0.3)
+
     folder.mkdir(parents=True, exist_ok=True)
     meta = results["meta"]
     where = meta["machine"]
@@ -980,30 +994,11 @@ def write_plots(results: dict, folder: Path) -> list[str]:
                      label="rag p50, query embedding excluded")
             ax1.plot(xs, [r["llamaindex_p50_ms_without_embedding"] for r in scale], "s:", color="C1",
                      label="llama-index p50, query embedding excluded")
-        ax1.set_xscale("log")
-        ax1.set_yscale("log")  # p95 on a busy machine can be 20x the median
-        ax1.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        ax1.yaxis.set_major_formatter(plain_numbers)
-        ax1.yaxis.set_minor_formatter(NullFormatter())
-        ax1.xaxis.set_major_formatter(plain_numbers)
-        ax1.set_xlabel("chunks in the index")
-        ax1.set_ylabel("latency per question (ms)")
-        ax1.set_title("Retrieval latency vs corpus size")
-        ax1.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
-        ax1.grid(alpha=0.3)
+        # log y: p95 on a busy machine can be 20x the median
+        log_axes(ax1, "latency per question (ms)", "Retrieval latency vs corpus size")
         ax2.plot(xs, [r["index_mb"] for r in scale], "o-", color="C2", label="whole index (Chroma + BM25)")
         ax2.plot(xs, [r["chroma_mb"] for r in scale], "o--", color="C2", alpha=0.6, label="Chroma only")
-        ax2.set_xscale("log")
-        ax2.set_yscale("log")
-        ax2.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        ax2.yaxis.set_major_formatter(plain_numbers)
-        ax2.yaxis.set_minor_formatter(NullFormatter())
-        ax2.xaxis.set_major_formatter(plain_numbers)
-        ax2.set_xlabel("chunks in the index")
-        ax2.set_ylabel("size on disk (MB)")
-        ax2.set_title("Index size on disk")
-        ax2.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
-        ax2.grid(alpha=0.3)
+        log_axes(ax2, "size on disk (MB)", "Index size on disk")
         fig.suptitle(f"rag-news retrieval scaling (derived embeddings, see notes) — {stamp}", fontsize=9)
         fig.tight_layout()
         p = folder / "latency_vs_corpus.png"
