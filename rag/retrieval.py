@@ -1,4 +1,4 @@
-"""Retrieval: dense search in Chroma through llama-index, optionally fused with BM25 (RRF)."""
+"""Retrieval: dense search in Chroma, optionally fused with BM25 (RRF)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 class Passage:
     """A retrieved chunk. ``text == read_text(source)[start:end]``.
 
-    ``score`` is llama-index's similarity for Chroma, ``exp(-cosine distance)`` (higher is better),
-    plus ``cross_language_offset`` for a passage in another language than the question.
+    ``score`` is the cosine similarity of the question and the chunk (higher is better), plus
+    ``cross_language_offset`` for a passage in another language than the question.
     """
 
     source: str
@@ -128,7 +128,12 @@ class BM25:
 
 # ---- the retriever ----------------------------------------------------------------------------
 class Retriever:
-    """Finds the passages for a question in the live index (follows index swaps)."""
+    """Finds the passages for a question in the live index (follows index swaps).
+
+    It queries the Chroma collection directly rather than through llama-index's retriever: the
+    chunks carry all a ``Passage`` needs in their flat metadata, and skipping llama-index keeps
+    its 1 s import out of a cold ``rag ask`` and its per-query objects out of every query.
+    """
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
@@ -136,13 +141,7 @@ class Retriever:
         self._lock = threading.Lock()
         self._gen: Generation | None = None
         self._bm25: BM25 | None = None
-        self._dense = None
-
-    @property
-    def embedder(self):
-        from .embedding import get_embedder
-
-        return get_embedder(self.settings.embedder)
+        self._languages: frozenset[str] | None = None
 
     def _refresh(self) -> Generation:
         gen = self.store.reader()
@@ -157,16 +156,17 @@ class Retriever:
                             f"the index was built with {key} {meta.get(key)!r} but settings ask for {want!r}: "
                             "run `rag index --rebuild`"
                         )
-                from llama_index.core import VectorStoreIndex
-                from llama_index.vector_stores.chroma import ChromaVectorStore
-
-                index = VectorStoreIndex.from_vector_store(
-                    ChromaVectorStore(chroma_collection=gen.collection), embed_model=self.embedder
-                )
-                self._dense = index
+                # an index written before languages were recorded: assume any
+                self._languages = frozenset(meta["languages"].split(",")) if "languages" in meta else None
                 self._bm25 = BM25.load(gen) if self.settings.hybrid else None
                 self._gen = gen
             return gen
+
+    def query_vector(self, text: str) -> list[float]:
+        """The embedder's query vector of ``text``."""
+        from .embedding import query_embedding
+
+        return query_embedding(self.settings.embedder, text)
 
     def retrieve(self, question: str, k: int | None = None) -> list[Passage]:
         """The ``k`` passages that best answer ``question``, best first.
@@ -175,26 +175,38 @@ class Retriever:
         their cosine score: e5 rates same-language text higher by about that much (measured on
         XQuAD), which would otherwise hide the only article that holds the answer.
         """
-        from llama_index.core.schema import QueryBundle
-        from llama_index.core.vector_stores import FilterOperator, MetadataFilter, MetadataFilters
-
         from .sources import detect_language
 
         k = k or self.settings.k
         gen = self._refresh()
         language = detect_language(question)
-        bundle = QueryBundle(query_str=question, embedding=self.embedder.get_query_embedding(question))
+        vector = self.query_vector(question)
         depth = max(k, 20) if self._bm25 else k
-        other = MetadataFilters(filters=[MetadataFilter(key="language", value=language, operator=FilterOperator.NE)])
-        hits = {}
-        for filters in (None, other):
-            for h in self._dense.as_retriever(similarity_top_k=depth, filters=filters).retrieve(bundle):
-                hits[h.node.node_id] = self._passage(h.node.node_id, h.node.get_content(), h.node.metadata,
-                                                     h.score or 0.0, language)
-        dense = sorted(hits.values(), key=lambda p: p.score, reverse=True)
+        offset = self.settings.cross_language_offset
+        mixed = offset and (self._languages is None or len(self._languages) > 1)
+        # With an offset, a passage of the other language just below the probed ones could still
+        # outrank the last of the top ``depth``: probe deeper, and only when that is not enough ask
+        # Chroma for the other language alone (a filtered query is a linear scan in Chroma).
+        probe = max(2 * depth, 5 * k) if mixed else depth
+        found = self._query(gen, vector, probe, None, language)
+        dense = sorted(found.values(), key=lambda p: p.score, reverse=True)
+        if mixed and len(found) == probe:
+            bound = min(p.score - (offset if p.language != language else 0.0) for p in found.values()) + offset
+            if dense[depth - 1].score < bound:
+                found.update(self._query(gen, vector, depth, {"language": {"$ne": language}}, language))
+                dense = sorted(found.values(), key=lambda p: p.score, reverse=True)
+        dense = dense[:depth]
         if not self._bm25:
             return dense[:k]
-        return self._fuse(gen, dense, self._bm25.search(question, depth), bundle.embedding, k, language)
+        return self._fuse(gen, dense, self._bm25.search(question, depth), vector, k, language)
+
+    def _query(self, gen: Generation, vector: list[float], n: int, where: dict | None,
+               language: str) -> dict[str, Passage]:
+        got = gen.collection.query(query_embeddings=[vector], n_results=n, where=where,
+                                   include=["documents", "metadatas", "distances"])
+        return {id_: self._passage(id_, doc, meta, 1.0 - dist, language)
+                for id_, doc, meta, dist in zip(got["ids"][0], got["documents"][0], got["metadatas"][0],
+                                                got["distances"][0])}
 
     def _passage(self, id_: str, text: str, meta: dict, cosine: float, language: str) -> Passage:
         offset = self.settings.cross_language_offset if meta.get("language") != language else 0.0

@@ -52,6 +52,53 @@ def test_seed_question_set_evidence_in_top_4(engine):
     assert found >= 14, f"{found}/{len(QUESTIONS)}"  # measured: 15/16
 
 
+@pytest.mark.parametrize("offset", [0.02, 0.3])
+def test_one_probe_gives_the_exact_ranking_with_the_cross_language_offset(engine, monkeypatch, offset):
+    """Against brute force over every chunk: cosine plus the offset for the other language. The
+    filtered second query runs only when the probe cannot rule out a deeper other-language chunk
+    (k=1 probes 5 of the 8 seed chunks; a large offset makes that happen)."""
+    import numpy as np
+
+    engine = Engine(engine.settings.model_copy(update={"cross_language_offset": offset}))
+    assert engine.store.reader().collection.metadata["languages"] == "en,nl"
+    got = engine.store.reader().collection.get(include=["embeddings", "metadatas"])
+    queries = []
+    real_query = engine.retriever._query
+    monkeypatch.setattr(engine.retriever, "_query", lambda *a: queries.append(a[3]) or real_query(*a))
+    for case in QUESTIONS:
+        vector = np.asarray(engine.retriever.query_vector(case["q"]))
+        language = sources.detect_language(case["q"])
+        brute = sorted(((float(vector @ np.asarray(e)) + (offset if m["language"] != language else 0.0), i)
+                        for i, e, m in zip(got["ids"], got["embeddings"], got["metadatas"])), reverse=True)
+        for k in (1, 2, 4):
+            passages = engine.retrieve(case["q"], k=k)
+            assert [p.id for p in passages] == [i for _, i in brute[:k]], (case["q"], k)
+            assert [p.score for p in passages] == pytest.approx([s for s, _ in brute[:k]], abs=2e-4)
+    filtered = len(queries) - queries.count(None)
+    assert queries.count(None) == 3 * len(QUESTIONS)
+    assert (filtered == 0) if offset == 0.02 else (filtered > 0), filtered
+
+
+def test_an_index_of_one_language_needs_no_cross_language_query(tmp_path, monkeypatch):
+    import shutil
+
+    from rag.settings import Settings
+    from tests.conftest import SEEDS
+
+    shutil.copytree(SEEDS, tmp_path / "sources")
+    engine = Engine(Settings(sources=tmp_path / "sources", index=tmp_path / "index"))
+    engine.sync()
+    nl = next(p for p in (tmp_path / "sources").iterdir() if p.name.startswith("000"))
+    nl.unlink()
+    engine.sync()
+    assert engine.store.reader().collection.metadata["languages"] == "en"
+    depths = []
+    real_query = engine.retriever._query
+    monkeypatch.setattr(engine.retriever, "_query", lambda *a: depths.append((a[2], a[3])) or real_query(*a))
+    assert engine.retrieve("Hoeveel wil SoftBank investeren?", k=2)
+    assert depths == [(2, None)]  # one query, k deep, whatever the question's language
+
+
 def test_bm25_is_persisted_and_stems_both_languages(engine):
     gen = engine.store.reader()
     assert (gen.path / "bm25" / "ids.json").exists()
