@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import statistics
 import string
 import sys
 import time
@@ -46,7 +47,7 @@ def evaluate(settings: Settings, contexts: Path, questions: Path | None = None, 
 
     The index of a contexts file is kept in ``settings.model_cache/eval`` and re-synced, so a second
     run embeds nothing. Returns ``n``, ``hit@1``, ``hit@4``, ``hit@10``, ``mrr``, ``seconds`` (and
-    ``answer_accuracy``).
+    ``answer_accuracy``, ``refusal_rate``, ``answer_s_median``).
     """
     from tqdm import tqdm
 
@@ -73,7 +74,8 @@ def evaluate(settings: Settings, contexts: Path, questions: Path | None = None, 
     chosen = [items[j] for j in sample(len(items), limit)]
     hits = {1: 0, 4: 0, 10: 0}
     rr = 0.0
-    correct = 0
+    correct = refused = 0
+    answer_times: list[float] = []
     show = sys.stderr.isatty() if progress is None else progress
     for i, qa in tqdm(chosen, desc="questions", disable=not show):
         gold = f"p{i:04d}.txt"
@@ -87,12 +89,17 @@ def evaluate(settings: Settings, contexts: Path, questions: Path | None = None, 
             for cut in hits:
                 hits[cut] += rank <= cut
         if answers:
+            started = time.perf_counter()
             result = engine.answer(qa["question"], k=k)
+            answer_times.append(time.perf_counter() - started)
             said = normalise(result.text)
+            refused += result.refused
             correct += (not result.refused) and any(normalise(a["text"]) in said for a in qa["answers"])
     n = len(chosen)
     out = {"n": n, **{f"hit@{c}": round(h / n, 4) for c, h in hits.items()}, "mrr": round(rr / n, 4)}
     if answers:
         out["answer_accuracy"] = round(correct / n, 4)
+        out["refusal_rate"] = round(refused / n, 4)
+        out["answer_s_median"] = round(statistics.median(answer_times), 2)
     out["seconds"] = round(time.perf_counter() - t0, 2)
     return out
