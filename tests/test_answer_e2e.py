@@ -130,3 +130,35 @@ def test_cli_ask_bad_input_exits_2(tmp_path, corpus):
     for question in ("", "   ", "\x01\x02 \x1b"):  # a NUL cannot be passed in argv at all
         proc = _cli("ask", "--sources", str(corpus), "--index", str(tmp_path / "idx"), question)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_saved_prompt_state_gives_the_same_answer(engine, tmp_path):
+    """A later process loads the system prompt's saved KV cache instead of prefilling it, with the same
+    answer; a damaged state file is ignored and replaced."""
+    from rag import answering as A
+    from rag.llm import LocalLLM, model_file
+
+    s = engine.settings
+    passages = engine.retrieve("How much might SoftBank invest in OpenAI?")
+    messages = A.prompt_messages("How much might SoftBank invest in OpenAI?", passages, "en", s.context_budget)
+
+    def run(llm: LocalLLM) -> str:
+        return "".join(llm.stream(messages, 60))
+
+    first = LocalLLM(model_file(s), s.llm_context, s.llm_threads, tmp_path)
+    text = run(first)
+    del first
+    saved = list(tmp_path.glob("*.kv"))
+    assert len(saved) == 1 and saved[0].stat().st_size > 1_000_000
+
+    second = LocalLLM(model_file(s), s.llm_context, s.llm_threads, tmp_path)
+    loaded = []
+    load = second._load_state
+    second._load_state = lambda path: (load(path), loaded.append(second._llm.n_tokens))
+    assert run(second) == text
+    assert loaded and loaded[0] > 200  # the system prompt came from the file
+
+    saved[0].write_bytes(b"not a llama.cpp state file")
+    second._llm.reset()
+    assert run(second) == text
+    assert loaded[-1] == 0 and saved[0].stat().st_size > 1_000_000  # ignored, then saved again
