@@ -112,9 +112,18 @@ def history_pairs(history: HistoryLike | None) -> list[tuple[str, str]]:
     return [(str(q), str(a)) for q, a in history]
 
 
+def _history_text(text: str, tokens: int) -> str:
+    """A past question or answer made safe for a prompt: cleaned like a question, at most ``tokens``."""
+    try:
+        return _TEMPLATE_TOKEN.sub(" ", clean_question(text, tokens))
+    except QuestionError:
+        return ""
+
+
 def condense_messages(question: str, pairs: list[tuple[str, str]]) -> list[dict[str, str]]:
     """Messages that ask the LLM to turn a follow-up into a standalone question."""
-    convo = "\n".join(f"User: {q}\nAssistant: {strip_markers(a)[:400]}" for q, a in pairs[-3:])
+    convo = "\n".join(f"User: {_history_text(q, 100)}\nAssistant: {_history_text(strip_markers(a), 100)}"
+                       for q, a in pairs[-3:])
     return [
         {"role": "system", "content": "Rewrite the user's follow-up question as one standalone question that "
          "can be understood without the conversation. Keep its language. Output only the question."},

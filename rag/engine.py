@@ -96,11 +96,19 @@ class Engine:
                 # nothing useful came back (or no LLM: the answer step reports it, with passages)
                 standalone = q
             timings["condense_s"] = round(time.perf_counter() - t0, 3)
+        preload = None
         if self._llm is None:  # a cold start: load the model while retrieval runs
-            threading.Thread(target=self._preload_llm, daemon=True).start()
+            preload = threading.Thread(target=self._preload_llm, daemon=True)
+            preload.start()
         t1 = time.perf_counter()
-        retrieved = self.retriever.retrieve(standalone, k)
-        timings["retrieve_s"] = round(time.perf_counter() - t1, 3)
+        try:
+            retrieved = self.retriever.retrieve(standalone, k)
+            timings["retrieve_s"] = round(time.perf_counter() - t1, 3)
+        finally:
+            # llama.cpp points the process's stdout and stderr at /dev/null while it loads a model:
+            # nothing may be printed (an error, a refusal) before the load is over
+            if preload is not None:
+                preload.join()
         passages = A.select_passages(retrieved, s.context_budget)
         if not passages:
             timings["total_s"] = round(time.perf_counter() - t0, 3)
