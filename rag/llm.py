@@ -241,9 +241,18 @@ class OpenAICompatibleLLM:
             # llama-index's retry decorator does not cover a stream (the request is made lazily),
             # so the openai client's max_retries (= llm_retries) is the only retrying
             parts = self._llm.stream_chat(chat, max_tokens=max_tokens)
+            finished = None
             for part in parts:
                 if part.delta:
                     yield part.delta
+                finished = _finish_reason(part.raw) or finished
+            if finished is None:
+                # llama.cpp's server cuts a stream short this way when another request is waiting
+                # (unless started with --interrupt_requests False); a cut answer must not pass as whole
+                raise LLMUnavailable(f"the LLM server at {self.url} ended the answer before it was finished "
+                                     "(no finish_reason)")
+        except LLMUnavailable:
+            raise
         except Exception as e:
             raise LLMUnavailable(self._explain(e)) from None
         finally:
@@ -265,6 +274,15 @@ class OpenAICompatibleLLM:
                 " (check RAG_LLM_MODEL and RAG_LLM_BASE_URL)" if e.status_code == 404 else "")
             return f"the LLM server at {self.url} answered HTTP {e.status_code}: {_short(e.message)}{hint}"
         return f"the LLM server at {self.url} failed: {type(e).__name__}: {_short(str(e))}"
+
+
+def _finish_reason(chunk: object) -> str | None:
+    """The ``finish_reason`` of a streamed OpenAI chat chunk (an object or a dict), if it has one."""
+    choices = chunk.get("choices") if isinstance(chunk, dict) else getattr(chunk, "choices", None)
+    if not choices:
+        return None
+    first = choices[0]
+    return first.get("finish_reason") if isinstance(first, dict) else getattr(first, "finish_reason", None)
 
 
 def _root_cause(e: BaseException) -> str:

@@ -361,6 +361,38 @@ def test_answer_through_chroma_and_llm_servers(remote, llm_url):
 
 
 @pytest.mark.slow
+def test_a_stream_the_server_cuts_short_is_an_error_not_an_answer(llm_url):
+    """llama.cpp's server (by default, --interrupt_requests True) ends a stream early, as if complete, when
+    another request is waiting; the cut answer must not pass as a whole one (or as a refusal)."""
+    from rag.llm import OpenAICompatibleLLM
+
+    llm = OpenAICompatibleLLM(Settings(llm="openai", llm_base_url=llm_url, llm_model="qwen2.5-coder-1.5b",
+                                       llm_timeout=300.0, llm_retries=0))
+    streaming, outcome = threading.Event(), {}
+
+    def long_answer() -> None:
+        pieces = []
+        try:
+            for piece in llm.stream([{"role": "user", "content": "Count from 1 to 300, separated by commas."}], 400):
+                pieces.append(piece)
+                streaming.set()
+            outcome["first"] = "".join(pieces)
+        except LLMUnavailable as e:
+            outcome["first"] = e
+        finally:
+            streaming.set()
+
+    first = threading.Thread(target=long_answer)
+    first.start()
+    assert streaming.wait(120)
+    second = "".join(llm.stream([{"role": "user", "content": "Say OK."}], 5))
+    first.join(300)
+    assert second.strip()
+    assert isinstance(outcome["first"], LLMUnavailable), outcome["first"][-200:]
+    assert "ended the answer before it was finished" in str(outcome["first"]) and llm_url in str(outcome["first"])
+
+
+@pytest.mark.slow
 def test_stopped_llm_server_names_url_and_passages_come_back(remote, tmp_path):
     sync(remote)
     port = free_port()
