@@ -1,5 +1,10 @@
 """The chat UI: rendering and escaping, errors as chat messages, and a live app driven by a
-headless browser (Debian's chromium through Playwright) and by ``gradio_client``."""
+headless browser (Debian's chromium through Playwright) and by ``gradio_client``.
+
+No scripted engine or model: answers come from the real local model (tests marked ``slow``), an
+unreachable LLM is a real ``openai`` backend pointed at a port where nothing listens, an unavailable
+index is a real missing index or a held write lock. Rendering is tested by feeding a constructed
+``Answer`` (data) to the app's rendering functions, also inside the app's own page."""
 
 from __future__ import annotations
 
@@ -15,11 +20,11 @@ import pytest
 from rag.answering import REFUSALS, Answer
 from rag.citations import Claim
 from rag.engine import Engine
-from rag.llm import LLMUnavailable
+from rag.llm import OpenAICompatibleLLM
 from rag.retrieval import Passage
 from rag.settings import Settings
 from rag.sources import read_text
-from rag.store import IndexUnavailable, Store
+from rag.store import Store
 from tests.conftest import ROOT, SEEDS
 from ui import app as ui
 
@@ -116,32 +121,8 @@ def passage(root: Path, source: str, needle: str, length: int = 160) -> Passage:
     return Passage(source, "A title", "2026-01-28", "nl", start, start + length, text[start:start + length], 0.9)
 
 
-class StubEngine:
-    """Just what the UI calls on an Engine, with scripted answers and failures."""
-
-    def __init__(self, settings: Settings, script) -> None:
-        self.settings = settings
-        self.script = script
-        self.histories: list = []
-
-    def stream_answer(self, question, history=None):
-        self.histories.append(list(history or []))
-        yield from self.script(question)
-
-    def answer(self, question, history=None):
-        return list(self.stream_answer(question, history))[-1]
-
-    def retrieve(self, question, k=None):
-        return []
-
-    def stats(self) -> dict:
-        return {"articles": 2, "chunks": 9, "synced_at": "2026-02-03T10:00:00+00:00"}
-
-    def sync(self, progress=None):
-        raise IndexUnavailable("index is busy: another sync is writing to index/")
-
-
-def stub_answer(root: Path, question: str = "How much?") -> Answer:
+def made_answer(root: Path, question: str = "How much?") -> Answer:
+    """A constructed answer with one supported, cited claim and one unsupported claim holding markup."""
     p = passage(root, NL_SOURCE, "SoftBank overweegt")
     claims = [
         Claim("SoftBank might invest up to 30 billion dollars in OpenAI [1].", [1], True, 0.9),
@@ -155,6 +136,12 @@ def collect(engine, message: str, chat=(), pairs=(), turns=()) -> list[tuple]:
     return list(ui.reply(engine, message, list(chat), list(pairs), list(turns)))
 
 
+def llm_down(settings: Settings) -> tuple[Settings, str]:
+    """Settings whose LLM is an OpenAI-compatible server on a loopback port where nothing listens."""
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    return settings.model_copy(update={"llm": "openai", "llm_base_url": url, "llm_retries": 0}), url
+
+
 # ---- rendering and escaping (no model) ----------------------------------------------------------
 def test_escape_md_makes_html_and_markdown_inert():
     out = ui.escape_md('<script>x</script> <img src=x onerror="y"> [a](javascript:z) *b* `c`\n1. d\n# e')
@@ -164,7 +151,7 @@ def test_escape_md_makes_html_and_markdown_inert():
 
 
 def test_answer_markdown_links_markers_and_marks_unsupported_claims(corpus):
-    answer = stub_answer(corpus)
+    answer = made_answer(corpus)
     chat = ui.answer_markdown(answer, turn=3)
     assert '<a href="#cite-3-1" class="rag-cite" title="000_51d920bc302d2553.txt">[1]</a>' in chat
     assert '<span class="rag-unsupported"' in chat and "not supported by the sources" in chat
@@ -205,52 +192,67 @@ def test_panel_shows_the_latest_answers_sources_and_keeps_earlier_ones_hidden():
     assert '<div class="rag-turn" hidden data-turn="1">' in html and '<div class="rag-turn" data-turn="2">' in html
 
 
-# ---- the chat handler with a scripted engine ------------------------------------------------------
-def test_reply_streams_then_shows_the_answer_and_its_sources(corpus, settings):
-    answer = stub_answer(corpus)
-    engine = StubEngine(settings, lambda q: iter(["SoftBank might", " invest <b>", answer]))
-    outs = collect(engine, "How much might SoftBank invest in OpenAI?")
+# ---- the chat handler over a real engine ---------------------------------------------------------
+@pytest.mark.slow
+def test_reply_streams_then_shows_the_answer_and_its_sources(live, monkeypatch):
+    """The real model's answer streams in escaped, with a "▍" cursor, then is replaced by the verified
+    answer with citation links; a follow-up goes to the engine with the history and gets its own ids."""
+    _, engine = live
+    histories, pieces = [], []
+    real = engine.stream_answer
+
+    def spy(question, history=None, k=None):  # records what the real engine is given and yields
+        histories.append(list(history or []))
+        pieces.clear()
+        for piece in real(question, history, k):
+            pieces.append(piece)
+            yield piece
+
+    monkeypatch.setattr(engine, "stream_answer", spy)
+    question = "How much might SoftBank invest in OpenAI?"
+    outs = collect(engine, question)
     assert outs[0][0] == "" and outs[0][1][-1]["content"] == "_Searching the articles…_"
     streamed = [o[1][-1]["content"] for o in outs[1:-1]]
-    assert streamed == ["SoftBank might ▍", "SoftBank might invest &lt;b&gt; ▍"]
+    text = [p for p in pieces if isinstance(p, str)]
+    assert len(streamed) == len(text) >= 2, streamed
+    assert streamed == [ui.escape_md("".join(text[:i + 1])) + " ▍" for i in range(len(text))]
+    assert any("\\[" in s for s in streamed), streamed  # the model's "[1]" arrives escaped while streaming
+    answer = pieces[-1]
+    assert not answer.refused and "30" in answer.text, answer.text
     _, chat, pairs, turns, panel = outs[-1]
+    assert chat[-1]["content"] == ui.answer_markdown(answer, 1) and "▍" not in chat[-1]["content"]
     assert 'href="#cite-1-1"' in chat[-1]["content"]
-    assert pairs == [["How much might SoftBank invest in OpenAI?", answer.text]]
-    assert 'id="cite-1-1"' in panel and "000_51d920bc302d2553.txt" in panel and "<mark" in panel
+    assert pairs == [[question, answer.text]]
+    assert 'id="cite-1-1"' in panel and answer.citations[0].source in panel and "<mark" in panel
     # a follow-up goes to the engine with the history and gets its own citation ids
-    outs = collect(engine, "And in which city?", chat, pairs, turns)
-    assert engine.histories[-1] == [tuple(pairs[0])]
-    assert 'href="#cite-2-1"' in outs[-1][1][-1]["content"] and 'hidden data-turn="1"' in outs[-1][4]
-
-
-def test_errors_become_chat_messages_in_the_questions_language(corpus, settings):
-    found = [passage(corpus, EN_SOURCE, "Masayoshi Son")]
-
-    def llm_down(question):
-        e = LLMUnavailable("LLM server at http://127.0.0.1:8000/v1 failed: ConnectError")
-        e.passages = found
-        raise e
-        yield
-
-    outs = collect(StubEngine(settings, llm_down), "Hoeveel wil SoftBank investeren?")
+    outs = collect(engine, "And what will lenders demand if OpenAI's valuation falls?", chat, pairs, turns)
+    assert histories[-1] == [tuple(pairs[0])]
     _, chat, pairs, _, panel = outs[-1]
-    assert "Het taalmodel is niet beschikbaar" in chat[-1]["content"] and "ConnectError" in chat[-1]["content"]
-    assert pairs is ui.SKIP and "Gevonden passages" in panel and EN_SOURCE in panel
+    assert 'href="#cite-2-1"' in chat[-1]["content"], chat[-1]["content"]
+    assert 'hidden data-turn="1"' in panel and 'id="cite-2-1"' in panel and len(pairs) == 2
 
-    def busy(question):
-        raise IndexUnavailable("index is busy: another sync is writing to index/")
-        yield
 
-    chat = collect(StubEngine(settings, busy), "What did lenders demand?")[-1][1]
-    assert "The index is not available" in chat[-1]["content"] and "busy" in chat[-1]["content"]
+def test_errors_become_chat_messages_in_the_questions_language(live, settings, monkeypatch):
+    """A real connection failure to the LLM server (its URL named, the passages shown), a missing index,
+    and an unexpected exception injected into a real engine's retrieval."""
+    down, url = llm_down(live[1].settings)
+    engine = Engine(down)
+    outs = collect(engine, "Hoeveel wil SoftBank investeren?")
+    _, chat, pairs, _, panel = outs[-1]
+    assert "Het taalmodel is niet beschikbaar" in chat[-1]["content"] and url in chat[-1]["content"], chat
+    assert pairs is ui.SKIP and "Gevonden passages" in panel and NL_SOURCE in panel and "<mark" in panel
 
-    def broken(question):
+    no_index = Engine(llm_down(settings)[0])  # `settings` has no index yet (no local model loaded for this)
+    chat = collect(no_index, "What did lenders demand?")[-1][1]
+    assert "The index is not available" in chat[-1]["content"] and "rag index" in chat[-1]["content"], chat
+
+    def boom(question, k=None):
         raise KeyError("boom")
-        yield
 
-    chat = collect(StubEngine(settings, broken), "What?")[-1][1]
-    assert "Something went wrong" in chat[-1]["content"]
-    assert collect(StubEngine(settings, broken), "   ") == [(ui.SKIP,) * 5]
+    monkeypatch.setattr(engine.retriever, "retrieve", boom)
+    chat = collect(engine, "What?")[-1][1]
+    assert "Something went wrong" in chat[-1]["content"] and "KeyError" in chat[-1]["content"], chat
+    assert collect(engine, "   ") == [(ui.SKIP,) * 5]
 
 
 def test_sync_button_reports_a_busy_index(settings):
@@ -271,30 +273,52 @@ def test_launch_options_listen_on_loopback_with_optional_login(settings):
         ui.launch_options(settings.model_copy(update={"ui_auth": "nopassword"}))
 
 
-def test_browser_marks_unsupported_claims_and_escapes_model_output(page, corpus, settings):
-    """The scripted engine's output rendered by a real browser: nothing runs, claims are marked."""
-    answer = stub_answer(corpus)
-    script = {"How much?": ['<img src=x onerror="window.__xss=6">', answer]}
+def test_browser_marks_unsupported_claims_and_escapes_model_output(live, page):
+    """The app's page over a real engine whose LLM server is unreachable, plus one test-only button
+    that puts a constructed answer, rendered by the app's own functions, into the app's chat and
+    sources panel: in a real browser nothing in it runs, the unsupported claim is marked, its
+    citation opens; a held write lock shows as a busy index."""
+    root = live[1].settings.sources
+    down, url = llm_down(live[1].settings.model_copy(update={"ui_port": free_port(), "lock_timeout": 0.2}))
+    app = ui.build_app(Engine(down))
+    by_id = {getattr(b, "elem_id", None): b for b in app.blocks.values()}
+    answer = made_answer(root)
 
-    def run(question):
-        if question not in script:
-            raise LLMUnavailable("LLM server at http://127.0.0.1:8000/v1 failed: ConnectError")
-        yield from script[question]
+    def show(chat):  # what ``ui.reply`` yields for this answer: a streamed piece, then the answer
+        t = ui.texts(answer.language)
+        chat = [*chat, {"role": "user", "content": ui.escape_md(answer.question)}]
+        turn = len(chat) // 2 + 1
+        yield [*chat, {"role": "assistant", "content": ui.escape_md('<img src=x onerror="window.__xss=6">') + " ▍"}], \
+            ui.gr.skip()
+        turns = [[turn, ui.turn_html(root, turn, t["sources_for"].format(q=answer.question), answer.citations, t)]]
+        yield [*chat, {"role": "assistant", "content": ui.answer_markdown(answer, turn)}], ui.panel_html(turns)
 
-    s = settings.model_copy(update={"ui_port": free_port()})
-    with serve(ui.build_app(StubEngine(s, run)), s) as url:
-        page.goto(url)
-        page.get_by_text("2 articles").wait_for()
+    with app:
+        ui.gr.Button("Show a constructed answer", elem_id="test-show").click(
+            show, by_id["rag-chat"], [by_id["rag-chat"], by_id["rag-sources"]])
+    with serve(app, down) as page_url:
+        page.goto(page_url)
+        page.get_by_text("3 articles").wait_for()
         text, _ = ask(page, "Is the LLM down?")
-        assert "The language model is not available" in text
-        text, _ = ask(page, "How much?")  # the app is still running
-        assert "It also bought the moon" in text and '<img src=x onerror="window.__xss=5">' in text
+        assert "The language model is not available" in text and url in text, text
+        bots = page.locator("#rag-chat [data-testid='bot']")
+        page.locator("#test-show").click()
+        page.wait_for_function("document.querySelectorAll('#rag-chat [data-testid=bot]').length == 2")
+        page.locator("#rag-chat .rag-unsupported-note").wait_for()
+        text = bots.last.inner_text()
+        assert "It also bought the moon" in text and '<img src=x onerror="window.__xss=5">' in text, text
         note = page.locator("#rag-chat .rag-unsupported-note")
         assert note.is_visible() and "not supported" in note.inner_text()
         assert page.locator("#rag-chat .rag-unsupported").count() == 1
         assert page.locator("#rag-chat img[src='x']").count() == 0
-        page.locator("#rag-sync").click()
-        page.get_by_text("index is busy").first.wait_for()
+        link = page.locator("#rag-chat a.rag-cite").first
+        assert link.get_attribute("title") == NL_SOURCE
+        link.click()
+        card = page.locator("#cite-2-1")
+        assert card.is_visible() and "30 miljard" in card.locator("mark").inner_text()
+        with Store(down).write_lock():
+            page.locator("#rag-sync").click()
+            page.get_by_text("index is busy").first.wait_for()
         assert page.evaluate("window.__xss") is None and page.dialogs == []
 
 
@@ -342,19 +366,13 @@ def test_browser_end_to_end(live, page):
     page.get_by_role("button", name="New conversation").click()
     page.wait_for_function("document.querySelectorAll('#rag-chat [data-testid=bot]').length == 0")
     llm = engine.llm
-
-    class Down:
-        name = "down"
-
-        def stream(self, messages, max_tokens):
-            raise LLMUnavailable("LLM server at http://127.0.0.1:8000/v1 failed: ConnectError")
-
-    engine.llm = Down()
+    down, down_url = llm_down(engine.settings)
+    engine.llm = OpenAICompatibleLLM(down)  # a real client for a server that is not there
     try:
         text, _ = ask(page, PLANTED_QUESTION)
     finally:
         engine.llm = llm
-    assert "The language model is not available" in text and "ConnectError" in text
+    assert "The language model is not available" in text and down_url in text, text
     panel = page.locator("#rag-sources .rag-turn:not([hidden])")
     assert "no answer could be generated" in panel.inner_text()
     planted = panel.locator(".rag-card", has_text="900_planted.txt").first
