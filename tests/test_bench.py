@@ -88,3 +88,21 @@ def test_answer_and_process_benchmarks(tmp_path):
     cold = bench.bench_cold_start(seeds, bench.seed_questions(None)[0])
     assert "error" not in cold, cold
     assert 0 < cold["first_token_s"] <= cold["total_s"] and cold["peak_rss_mb"] > 100
+
+
+def test_load_run_reply_checks():
+    """bench/load.py's checks of a /chat reply, without servers (the load run itself is not a test)."""
+    from bench import load
+
+    qs = load.questions(8)
+    assert len(qs) == len(set(qs)) == 8
+    assert {load.check_reply(q, "")["problem"] for q in qs[:1]} == {"no sources list and not the refusal"}
+    en = "How much might SoftBank invest in OpenAI?"
+    nl = "Hoeveel wil SoftBank mogelijk in OpenAI investeren?"
+    cited = "SoftBank may invest $30 billion [1].\n\n**Sources:**\n\n1. `000_a.txt`: SoftBank \\(Reuters\\) (2025-01-30)"
+    assert load.check_reply(en, cited) == {"ok": True, "refused": False, "files": ["000_a.txt"], "problem": None}
+    assert load.check_reply(nl, cited)["problem"] == "sources header in the other language"
+    assert load.check_reply(nl, "De bronnen bevatten geen antwoord op deze vraag.")["refused"] is True
+    assert load.check_reply(en, "De bronnen bevatten geen antwoord op deze vraag.")["ok"] is False
+    assert load.check_reply(en, "An answer without sources.")["ok"] is False
+    assert load.percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5 and load.percentile([], 95) is None
