@@ -185,16 +185,20 @@ class Retriever:
         offset = self.settings.cross_language_offset
         mixed = offset and (self._languages is None or len(self._languages) > 1)
         # With an offset, a passage of the other language just below the probed ones could still
-        # outrank the last of the top ``depth``: probe deeper, and only when that is not enough ask
-        # Chroma for the other language alone (a filtered query is a linear scan in Chroma).
-        probe = max(2 * depth, 5 * k) if mixed else depth
-        found = self._query(gen, vector, probe, None, language)
-        dense = sorted(found.values(), key=lambda p: p.score, reverse=True)
-        if mixed and len(found) == probe:
+        # outrank the last of the top ``depth``: probe deeper (twice at most), and only when that is
+        # not enough ask Chroma for the other language alone (a filtered query is a linear scan).
+        first = max(2 * depth, 5 * k) if mixed else depth
+        for probe in (first, 8 * first):
+            found = self._query(gen, vector, probe, None, language)
+            dense = sorted(found.values(), key=lambda p: p.score, reverse=True)
+            if not mixed or len(found) < probe:
+                break
             bound = min(p.score - (offset if p.language != language else 0.0) for p in found.values()) + offset
-            if dense[depth - 1].score < bound:
-                found.update(self._query(gen, vector, depth, {"language": {"$ne": language}}, language))
-                dense = sorted(found.values(), key=lambda p: p.score, reverse=True)
+            if dense[depth - 1].score >= bound:
+                break
+        else:
+            found.update(self._query(gen, vector, depth, {"language": {"$ne": language}}, language))
+            dense = sorted(found.values(), key=lambda p: p.score, reverse=True)
         dense = dense[:depth]
         if not self._bm25:
             return dense[:k]
