@@ -28,10 +28,9 @@ Checks per reply:
 
 ``llm_interrupted`` counts the streams that llama_cpp.server ended early. With its default
 ``interrupt_requests=True`` it stops a streaming completion as soon as another request waits,
-and sends ``[DONE]``, so the client sees a normal but truncated answer. ``--no-interrupt``
-starts the server with ``--interrupt_requests False``. ``--ui-concurrency N`` starts the UI
-through ``ui.app.build_app(...).queue(default_concurrency_limit=N)`` instead of ``rag ui``,
-which uses 1. This is a bench-only launcher and does not change the product.
+and sends ``[DONE]``; ``rag`` reports such a stream (no ``finish_reason``) as an error.
+``--no-interrupt`` starts the server with ``--interrupt_requests False``. ``--ui-concurrency N``
+starts ``rag ui`` with ``RAG_UI_CONCURRENCY=N`` (default 1).
 
 Progress goes to stderr; a table to stdout, then with ``--json`` one JSON object last.
 All child processes are stopped in ``finally``, also on Ctrl-C or SIGTERM.
@@ -196,21 +195,6 @@ def rag_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "rag.cli"]
 
 
-# the UI exactly as ui.app.launch builds it, but with another queue concurrency (bench only)
-UI_LAUNCHER = """
-import logging, sys
-from rag.engine import Engine
-from rag.settings import Settings
-from ui.app import _load_llm, build_app, launch_options
-logging.basicConfig(level=logging.INFO)
-settings = Settings()
-engine = Engine(settings)
-engine.ensure_index(progress=False)
-_load_llm(engine)
-build_app(engine).queue(default_concurrency_limit=int(sys.argv[1])).launch(**launch_options(settings))
-"""
-
-
 def machine() -> dict[str, Any]:
     import platform
 
@@ -340,8 +324,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "meta": {"date": started.isoformat(timespec="seconds"), "machine": machine(), "versions": versions(),
                  "load_before": load_before, "model": gguf.name, "model_mb": round(gguf.stat().st_size / 1e6),
                  "llm_context": settings.llm_context, "llm_threads": threads_,
-                 "ui_concurrency": args.ui_concurrency or 1,
-                 "ui": "rag ui" if not args.ui_concurrency else "bench launcher (ui.app.build_app)",
+                 "ui_concurrency": args.ui_concurrency, "ui": "rag ui",
                  "llm_interrupt_requests": not args.no_interrupt, "chroma_server": args.chroma_server,
                  "work": str(work)},
         "clients": args.clients,
@@ -383,16 +366,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         ui_port = free_port()
         env.update({"RAG_LLM": "openai", "RAG_LLM_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
-                    "RAG_UI_PORT": str(ui_port)})
-        if args.ui_concurrency:
-            ui_cmd = [sys.executable, "-c", UI_LAUNCHER, str(args.ui_concurrency)]
-        else:
-            ui_cmd = [*rag_command(), "ui"]
+                    "RAG_UI_PORT": str(ui_port), "RAG_UI_CONCURRENCY": str(args.ui_concurrency)})
+        ui_cmd = [*rag_command(), "ui"]
         children.start("ui", ui_cmd, env, stop_signal=signal.SIGINT)
         url = f"http://127.0.0.1:{ui_port}/"
         s = children.wait_ready("ui", url, 300)
         result["ui_ready_s"] = round(s, 1)
-        log(f"{' '.join(ui_cmd[:2]) if not args.ui_concurrency else 'UI launcher'} ready on port {ui_port} after {s:.1f} s")
+        log(f"rag ui ready on port {ui_port} after {s:.1f} s")
 
         solo: dict[str, dict] = {}
         if not args.no_solo:
@@ -510,8 +490,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="distinct questions the requests cycle through (default 8: 6 seed en/nl + 2 unanswerable)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds the burst may take; later replies are lost")
     p.add_argument("--chroma-server", action="store_true", help="keep the index on a `chroma run` server")
-    p.add_argument("--ui-concurrency", type=int, default=None,
-                   help="bench-only UI launcher with this queue concurrency (default: `rag ui`, which uses 1)")
+    p.add_argument("--ui-concurrency", type=int, default=1,
+                   help="RAG_UI_CONCURRENCY for `rag ui`: chat requests it works on at once (default 1)")
     p.add_argument("--no-interrupt", action="store_true", help="llama_cpp.server --interrupt_requests False")
     p.add_argument("--no-solo", action="store_true", help="skip the solo pass (no cross-wiring check)")
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs of the servers)")

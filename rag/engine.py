@@ -149,7 +149,7 @@ class Engine:
         from .llm import LLMUnavailable
 
         try:
-            self.llm
+            _ = self.llm
         except LLMUnavailable:
             pass  # the answer step loads it again and reports the error
 

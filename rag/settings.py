@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     ui_host: str = Field("127.0.0.1", description="Address the chat UI listens on.")
     ui_port: int = Field(7860, description="Port the chat UI listens on.")
     ui_auth: str | None = Field(None, description="'user:password' to require a login for the chat UI.")
+    ui_concurrency: int = Field(
+        1, ge=1, description="Chat requests the UI works on at once. 1 suits the local model and a single-slot "
+        "llama.cpp server (which answers one request at a time anyway); raise it for a server that decodes "
+        "requests in parallel (vLLM, llama-server --parallel N)."
+    )
 
     @field_validator("ui_auth")
     @classmethod

@@ -470,4 +470,4 @@ def launch(settings: Settings) -> None:
     if settings.ui_host not in {"127.0.0.1", "localhost", "::1"} and not options["auth"]:
         log.warning("listening on %s without a login: set RAG_UI_AUTH=user:password", settings.ui_host)
     _load_llm(engine)  # now, so the first answer does not wait for it (and it is loaded once)
-    build_app(engine).queue(default_concurrency_limit=1).launch(**options)
+    build_app(engine).queue(default_concurrency_limit=settings.ui_concurrency).launch(**options)
