@@ -61,10 +61,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/load.py` puts bench/ first, not the checkout
     sys.path.insert(0, str(ROOT))
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+from bench.run import SEEDS, load_average, machine  # also sets HF_HUB_OFFLINE and the like
 
-SEEDS = ROOT / "seeds"
 DATA = ROOT / "tests" / "data"
 # the sources header of a /chat reply, in the language of the question (ui/app.py TEXTS[...]["sources"])
 SOURCES_HEADER = {"en": "**Sources:**", "nl": "**Bronnen:**"}
@@ -75,10 +73,6 @@ _T0 = time.perf_counter()
 
 def log(msg: str) -> None:
     print(f"[load {time.perf_counter() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 # ---- questions and replies ----------------------------------------------------------------------
@@ -193,26 +187,6 @@ class Children:
 def rag_command() -> list[str]:
     script = Path(sys.executable).parent / "rag"
     return [str(script)] if script.exists() else [sys.executable, "-m", "rag.cli"]
-
-
-def machine() -> dict[str, Any]:
-    import platform
-
-    cpu = platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    mem_gb = None
-    try:
-        kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                  if line.startswith("MemTotal"))
-        mem_gb = round(kb / 1e6, 1)
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "memory_gb": mem_gb,
-            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version()}
 
 
 def versions() -> dict[str, str]:
@@ -470,7 +444,7 @@ def table(r: dict[str, Any]) -> str:
         ("replies differing from the solo reply", r.get("differs_from_solo")),
         ("LLM streams cut short by the server", r.get("llm_interrupted")),
         ("solo pass p50 / max s", f"{r['solo']['p50_s']} / {r['solo']['max_s']}" if "solo" in r else "skipped"),
-        ("machine", f"{m['machine']['cpu']}, {m['machine']['cpu_count']} CPUs, {m['machine']['memory_gb']} GB"),
+        ("machine", f"{m['machine']['cpu']}, {m['machine']['cores']} cores, {m['machine']['memory_gb']} GB"),
         ("load avg before / burst start / after", f"{m['load_before']} / {m.get('load_burst_start')} / {m['load_after']}"),
         ("passed", r.get("passed")),
     ]
