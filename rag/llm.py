@@ -145,7 +145,7 @@ class LocalLLM:
         with self._lock:
             state = self._state_file(messages)
             if state is not None and self._llm.n_tokens == 0 and state.exists():
-                self._load_state(state)
+                self._keep_going(self._load_state, state)
             # llama.cpp reuses the KV cache of the longest common prefix with the previous call,
             # so the fixed system prompt is evaluated once per process.
             for part in self._llm.create_chat_completion(
@@ -155,7 +155,16 @@ class LocalLLM:
                 if delta:
                     yield delta
             if state is not None and not state.exists():
-                self._save_state(state, messages[-1]["content"])
+                self._keep_going(self._save_state, state, messages[-1]["content"])
+
+    def _keep_going(self, step, *args) -> None:
+        """Run a prompt-state step; it is only a speed-up, so a failure (an OS error, or a llama-cpp-python
+        whose internals changed) is logged and the answer goes on without it."""
+        try:
+            step(*args)
+        except (OSError, AttributeError, TypeError, ValueError) as e:
+            log.warning("prompt state %s skipped: %s", args[0], e)
+            self._llm.reset()
 
     def _state_file(self, messages: list[dict[str, str]]) -> Path | None:
         if self._state_dir is None or len(messages) < 2:
