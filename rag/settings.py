@@ -40,8 +40,8 @@ class Settings(BaseSettings):
     hybrid: bool = Field(False, description="Fuse dense retrieval with BM25 by reciprocal rank fusion.")
     rrf_k: int = Field(60, description="The constant of reciprocal rank fusion.")
     cross_language_offset: float = Field(
-        0.02, description="Added to the score of passages in another language than the question. e5 rates "
-        "same-language text about 0.045 higher (XQuAD); 0.02 put the most answers in the prompt on the seeds."
+        0.025, description="Added to the cosine of passages in another language than the question. e5 rates "
+        "same-language text about 0.045 higher (XQuAD); 0.025 put the most answers in the prompt on the seeds."
     )
 
     # --- answering ----------------------------------------------------------------------------

@@ -71,7 +71,7 @@ def mixed(tmp_path_factory) -> Engine:
     return engine
 
 
-@pytest.mark.parametrize("offset", [0.02, 0.3])
+@pytest.mark.parametrize("offset", [0.025, 0.3])
 def test_probes_give_the_exact_ranking_with_the_cross_language_offset(mixed, monkeypatch, offset):
     """Against brute force over every chunk: cosine plus the offset for the other language. A deeper
     probe, and then the filtered query for the other language, run only when the probe cannot rule
