@@ -46,7 +46,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -61,7 +60,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/load.py` puts bench/ first, not the checkout
     sys.path.insert(0, str(ROOT))
 
-from bench.run import SEEDS, load_average, machine  # also sets HF_HUB_OFFLINE and the like
+from bench.run import SEEDS, free_port, load_average, machine  # also sets HF_HUB_OFFLINE and the like
 
 DATA = ROOT / "tests" / "data"
 # the sources header of a /chat reply, in the language of the question (ui/app.py TEXTS[...]["sources"])
@@ -128,12 +127,6 @@ def percentile(values: list[float], p: float) -> float | None:
 
 
 # ---- processes ----------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Children:
     """Child processes, each in its own session, stopped in reverse order of starting."""
 

@@ -699,7 +699,7 @@ def bench_cold_start(settings, question: str, timeout: float = 300) -> dict:
             "total_s": round(total, 3), "peak_rss_mb": peak, "output_chars": len(out.decode(errors="replace"))}
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -720,7 +720,7 @@ def bench_ui(work: Path, settings, question: str, timeout: float = 240) -> dict:
     read the process's peak RSS (VmHWM); then stop it."""
     import urllib.request
 
-    port = _free_port()
+    port = free_port()
     logf = open(work / "ui.log", "wb")  # noqa: SIM115 - closed in the finally below
     cmd = [*rag_command(), "ui", "--sources", str(settings.sources), "--index", str(settings.index), "--port", str(port)]
     t0 = time.perf_counter()

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from rag import sources
 from rag.answering import Answer, QuestionError
 from rag.engine import Engine
-from tests.conftest import ROOT
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -110,13 +108,9 @@ def test_empty_question_is_an_error(engine):
         engine.answer("   ")
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "rag.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=600)
-
-
 def test_cli_ask_json_builds_the_index_first(tmp_path, corpus):
-    proc = _cli("ask", "--json", "--sources", str(corpus), "--index", str(tmp_path / "idx"),
-                "In welke stad schoot het aandeel SoftBank omhoog?")
+    proc = run_cli("ask", "--json", "--sources", str(corpus), "--index", str(tmp_path / "idx"),
+                "In welke stad schoot het aandeel SoftBank omhoog?", timeout=600)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(out) >= {"answer", "refused", "language", "citations", "timings"}
@@ -128,7 +122,7 @@ def test_cli_ask_json_builds_the_index_first(tmp_path, corpus):
 
 def test_cli_ask_bad_input_exits_2(tmp_path, corpus):
     for question in ("", "   ", "\x01\x02 \x1b"):  # a NUL cannot be passed in argv at all
-        proc = _cli("ask", "--sources", str(corpus), "--index", str(tmp_path / "idx"), question)
+        proc = run_cli("ask", "--sources", str(corpus), "--index", str(tmp_path / "idx"), question, timeout=600)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 

@@ -17,7 +17,7 @@ from rag import sources
 from rag.engine import Engine
 from rag.indexing import sync
 from rag.store import IndexUnavailable, Store
-from tests.conftest import ROOT, XQUAD
+from tests.conftest import XQUAD, run_cli
 
 
 def _all_chunks(settings):
@@ -130,21 +130,17 @@ def test_killed_rebuild_leaves_previous_index(settings):
     assert len(list(settings.index.glob("gen-*"))) <= 2
 
 
-def _cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "rag.cli", *args], capture_output=True, text=True, cwd=ROOT, **kw)
-
-
 def test_cli_index_json_and_errors(settings, tmp_path):
-    proc = _cli("index", "--json", "--sources", str(settings.sources), "--index", str(settings.index))
+    proc = run_cli("index", "--json", "--sources", str(settings.sources), "--index", str(settings.index))
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(report) == {"added", "updated", "deleted", "unchanged", "embedded", "chunks", "skipped", "seconds"}
     assert report["added"] == 2 and report["chunks"] == report["embedded"]
 
-    missing = _cli("index", "--sources", str(tmp_path / "nope"), "--index", str(settings.index))
+    missing = run_cli("index", "--sources", str(tmp_path / "nope"), "--index", str(settings.index))
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "not found" in missing.stderr
 
     blocker = tmp_path / "afile"
     blocker.write_text("x")
-    bad_index = _cli("index", "--sources", str(settings.sources), "--index", str(blocker / "idx"))
+    bad_index = run_cli("index", "--sources", str(settings.sources), "--index", str(blocker / "idx"))
     assert bad_index.returncode == 2 and bad_index.stderr.count("\n") == 1 and "Traceback" not in bad_index.stderr

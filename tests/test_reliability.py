@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -42,7 +41,7 @@ from rag.indexing import _nodes, sync
 from rag.retrieval import Passage
 from rag.settings import Settings
 from rag.store import IndexUnavailable, Store
-from tests.conftest import ROOT, SEEDS, XQUAD
+from tests.conftest import ROOT, SEEDS, XQUAD, free_port, run_cli
 from ui import app as ui
 
 pytestmark = [  # pandas deprecations raised inside gradio's queue
@@ -110,11 +109,6 @@ def _copy(base: Path, dst: Path) -> Settings:
 def _paragraphs(start: int, n: int) -> list[str]:
     data = json.loads((XQUAD / "xquad.en.json").read_text())
     return [p["context"] for a in data["data"] for p in a["paragraphs"]][start:start + n]
-
-
-def _cli(*args, env: dict | None = None, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rag.cli", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **(env or {})}, timeout=timeout, check=False, **kw)
 
 
 def _popen(*args, env: dict | None = None) -> subprocess.Popen:
@@ -233,7 +227,7 @@ def test_cli_unaskable_questions_exit_2_with_one_line(seeded):
     for question in {**UNASKABLE, "invalid UTF-8 bytes": os.fsdecode(b"\xff\xfe\xfd")}.values():
         if "\x00" in question:  # argv cannot carry a NUL byte at all (execve ends the string there)
             question = question.replace("\x00", "")
-        proc = _cli("ask", *_where(seeded), question, timeout=60)
+        proc = run_cli("ask", *_where(seeded), question, timeout=60)
         _one_line_error(proc, "the question")
 
 
@@ -241,8 +235,8 @@ def test_cli_very_long_question_and_a_closed_pipe(seeded):
     """A 120,000-character question through argv (Linux caps one argument at 128 KiB, so 200,000 cannot be
     passed to any program) is cut and searched; with the LLM unreachable the CLI shows the passages and
     exits 1 with one line. Output into a closed pipe (``rag ... | head``) ends quietly."""
-    port = _free_port()
-    proc = _cli("ask", *_where(seeded), "How large is SoftBank's margin loan? " + "x" * 120_000,
+    port = free_port()
+    proc = run_cli("ask", *_where(seeded), "How large is SoftBank's margin loan? " + "x" * 120_000,
                 env={"RAG_LLM": "openai", "RAG_LLM_BASE_URL": f"http://127.0.0.1:{port}/v1", "RAG_LLM_RETRIES": "0"})
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "cannot reach the LLM server" in proc.stderr
     assert "Traceback" not in proc.stderr and "Retrieved passages" in proc.stdout and EN in proc.stdout
@@ -367,7 +361,7 @@ def test_bad_sources_are_skipped_with_a_reason_and_the_rest_is_indexed(seeded, t
     assert set(reasons) == set(expected)
     assert (report.added, report.unchanged, report.deleted) == (2, 2, 0)
     assert set(_indexed(seeded)) == {NL, EN, "new.md", "folder.txt/inner.txt"}
-    proc = _cli("index", "--json", *_where(seeded))  # the CLI prints one line per skipped file, then the report
+    proc = run_cli("index", "--json", *_where(seeded))  # the CLI prints one line per skipped file, then the report
     assert proc.returncode == 0 and "Traceback" not in proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1])["unchanged"] == 4
     assert sum(line.startswith("skipped ") for line in proc.stderr.splitlines()) == len(expected) - 1  # huge.txt gone
@@ -500,7 +494,7 @@ def test_missing_dangling_or_junk_index_says_run_rag_index(seeded):
     (seeded.index / "notes.txt").write_text("not an index")
     with pytest.raises(IndexUnavailable, match=r"run `rag index`"):
         Engine(seeded).retrieve(QUESTION)
-    proc = _cli("index", *_where(seeded))
+    proc = run_cli("index", *_where(seeded))
     assert proc.returncode == 0 and "2 added" in proc.stdout, proc.stderr
     assert _top(Engine(seeded))[0][0] == EN and set(_indexed(seeded)) == {NL, EN}
 
@@ -536,9 +530,9 @@ def test_damaged_or_foreign_index_says_run_rag_index_rebuild(seeded, kind):
     with pytest.raises(IndexUnavailable, match=r"run `rag index --rebuild`"):
         Engine(seeded).retrieve(QUESTION)
     if kind == "truncated chroma.sqlite3":  # the same through the CLI, and the way out
-        _one_line_error(_cli("ask", *_where(seeded), "How large is the margin loan?"), "rag index --rebuild")
-        _one_line_error(_cli("index", *_where(seeded)), "rag index --rebuild")
-        proc = _cli("index", "--rebuild", *_where(seeded))
+        _one_line_error(run_cli("ask", *_where(seeded), "How large is the margin loan?"), "rag index --rebuild")
+        _one_line_error(run_cli("index", *_where(seeded)), "rag index --rebuild")
+        proc = run_cli("index", "--rebuild", *_where(seeded))
         assert proc.returncode == 0 and "2 added" in proc.stdout, proc.stderr
         assert _top(Engine(seeded))[0][0] == EN and set(_indexed(seeded)) == {NL, EN}
 
@@ -551,7 +545,7 @@ def test_index_built_with_another_embedder_is_refused_until_rebuilt(seeded, tmp_
     refusal = r"embedder 'minilm' but settings ask for 'e5': run `rag index --rebuild`"
     with pytest.raises(IndexUnavailable, match=refusal):
         Engine(e5).retrieve(QUESTION)
-    _one_line_error(_cli("ask", *_where(e5), "How large is the margin loan?"), "rag index --rebuild")
+    _one_line_error(run_cli("ask", *_where(e5), "How large is the margin loan?"), "rag index --rebuild")
     engine = Engine(e5)
     last = list(ui.reply(engine, "How large is the margin loan?", [], [], []))[-1][1][-1]["content"]
     assert "The index is not available" in last and "rebuild" in last
@@ -567,8 +561,8 @@ def test_index_copied_without_symlinks_says_what_to_run(seeded, tmp_path):
     s = seeded.model_copy(update={"index": copy})
     with pytest.raises(IndexUnavailable, match=r"run `rag index --rebuild`"):
         Engine(s).retrieve(QUESTION)
-    _one_line_error(_cli("ask", *_where(s), "How large is the margin loan?"), "rag index --rebuild")
-    proc = _cli("index", "--rebuild", *_where(s))
+    _one_line_error(run_cli("ask", *_where(s), "How large is the margin loan?"), "rag index --rebuild")
+    proc = run_cli("index", "--rebuild", *_where(s))
     assert proc.returncode == 0 and "2 added" in proc.stdout, proc.stderr
     assert (copy / "current").is_symlink() and _top(Engine(s))[0][0] == EN and set(_indexed(s)) == {NL, EN}
 
@@ -578,7 +572,7 @@ def test_damaged_bm25_files_say_run_rebuild(seeded):
     (seeded.index / _live(seeded) / "bm25" / "ids.json").write_text('["trunc')
     with pytest.raises(IndexUnavailable, match=r"run `rag index --rebuild`"):
         Engine(seeded.model_copy(update={"hybrid": True})).retrieve(QUESTION)
-    _one_line_error(_cli("ask", *_where(seeded), "How large is the margin loan?", env={"RAG_HYBRID": "1"}),
+    _one_line_error(run_cli("ask", *_where(seeded), "How large is the margin loan?", env={"RAG_HYBRID": "1"}),
                     "rag index --rebuild")
 
 
@@ -726,12 +720,6 @@ def test_50_threads_retrieve_while_a_sync_rebuilds(big, monkeypatch):
     assert rag.retrieve(new[0][:80], k=1)[0].source == "y000.txt"  # the readers moved to the new generation
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_ui_under_20_concurrent_chats(big):
     """20 gradio_client users call /chat at once on the app as `rag ui` serves it (queue concurrency 1),
@@ -755,7 +743,7 @@ def test_ui_under_20_concurrent_chats(big):
     assert all(gold[q] in allowed[q] for q in gold)  # every gold paragraph reaches its prompt
     ui._load_llm(engine)  # before the clock starts, as `rag ui` does
 
-    settings = big.model_copy(update={"ui_port": _free_port()})
+    settings = big.model_copy(update={"ui_port": free_port()})
     app = ui.build_app(engine)
     app.queue(default_concurrency_limit=1).launch(prevent_thread_lock=True, quiet=True,
                                                   **ui.launch_options(settings))

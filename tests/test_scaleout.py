@@ -30,7 +30,7 @@ from rag.indexing import sync
 from rag.llm import LLMUnavailable
 from rag.settings import Settings
 from rag.store import IndexUnavailable, Store
-from tests.conftest import ROOT, XQUAD
+from tests.conftest import ROOT, XQUAD, free_port, run_cli
 
 QUESTION = "How much might SoftBank invest in OpenAI?"
 ANSWER_SOURCE = "000_51d920bc302d2553.txt"
@@ -38,12 +38,6 @@ MODEL_CACHE = Path.home() / ".cache" / "rag-news"
 
 
 # ---- servers ------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def server(cmd: list[str], ready_url: str, log: Path, timeout: float) -> Iterator[subprocess.Popen]:
     """Run ``cmd`` until the block ends; wait until ``ready_url`` answers 200 first."""
@@ -125,11 +119,6 @@ def remote(chroma_url: str, corpus: Path, tmp_path: Path) -> Settings:
 def collections(settings: Settings) -> set[str]:
     client = Store(settings)._http_client()
     return {c.name for c in client.list_collections() if c.name.startswith(settings.collection)}
-
-
-def _cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rag.cli", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
 
 
 # ---- index on a Chroma server -----------------------------------------------------------------------
@@ -273,7 +262,7 @@ def test_chroma_server_errors_name_the_url(corpus, tmp_path):
         with pytest.raises(IndexUnavailable, match=url):  # the server went away under a running engine
             engine.retrieve(QUESTION)
 
-    no_server = _cli("ask", "--json", QUESTION, "--chroma-url", url)
+    no_server = run_cli("ask", "--json", QUESTION, "--chroma-url", url)
     assert no_server.returncode != 0 and url in no_server.stderr and "Traceback" not in no_server.stderr
     assert no_server.stderr.count("\n") == 1
 
@@ -410,7 +399,7 @@ def test_stopped_llm_server_names_url_and_passages_come_back(remote, tmp_path):
 def test_cli_ask_json_with_dead_llm_server(remote):
     sync(remote)
     url = f"http://127.0.0.1:{free_port()}/v1"
-    proc = _cli("ask", "--json", QUESTION, "--sources", str(remote.sources), "--chroma-url", remote.chroma_url,
+    proc = run_cli("ask", "--json", QUESTION, "--sources", str(remote.sources), "--chroma-url", remote.chroma_url,
                 env={"RAG_LLM": "openai", "RAG_LLM_BASE_URL": url, "RAG_LLM_MODEL": "qwen2.5-coder-1.5b",
                      "RAG_LLM_RETRIES": "0", "RAG_COLLECTION": remote.collection})
     assert proc.returncode != 0

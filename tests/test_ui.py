@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from rag.retrieval import Passage
 from rag.settings import Settings
 from rag.sources import read_text
 from rag.store import Store
-from tests.conftest import ROOT, SEEDS
+from tests.conftest import ROOT, SEEDS, free_port
 from ui import app as ui
 
 pytestmark = [  # pandas deprecations raised inside gradio's queue
@@ -49,12 +48,6 @@ PLANTED_QUESTION = "How many visitors did the Zorblax festival in Utrecht attrac
 
 
 # ---- helpers ------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serve(app, settings: Settings) -> Iterator[str]:
     """The app launched in-process on its settings' loopback port; yields its URL."""
