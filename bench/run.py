@@ -603,7 +603,7 @@ def bench_answers(plan: Plan, settings) -> dict:
     """Median time to first token and to the full answer over the seed questions, in one warm engine."""
     from rag.answering import Answer
     from rag.engine import Engine
-    from rag.llm import LLMUnavailable
+    from rag.errors import LLMUnavailable
 
     if plan.max_answer_tokens:
         settings = settings.model_copy(update={"max_answer_tokens": plan.max_answer_tokens})

@@ -17,8 +17,8 @@ if TYPE_CHECKING:  # the heavy imports wait until they are used (fast `rag --hel
     from .indexing import SyncReport
     from .retrieval import Passage
 
-__all__ = ["answer", "stream_answer", "retrieve", "sync", "Engine", "Settings", "QuestionError",
-           "IndexUnavailable", "LLMUnavailable"]
+__all__ = ["answer", "stream_answer", "retrieve", "sync", "Engine", "Settings", "RagError", "QuestionError",
+           "SourceError", "IndexUnavailable", "LLMUnavailable"]
 
 
 def answer(question: str, history: HistoryLike | None = None, k: int | None = None) -> Answer:
@@ -49,8 +49,8 @@ def sync(rebuild: bool = False) -> SyncReport:
     return default_engine().sync(rebuild=rebuild)
 
 
-_LAZY = {"Engine": "engine", "Settings": "settings", "QuestionError": "answering",
-         "IndexUnavailable": "store", "LLMUnavailable": "llm"}
+_LAZY = {"Engine": "engine", "Settings": "settings", "RagError": "errors", "QuestionError": "errors",
+         "SourceError": "errors", "IndexUnavailable": "errors", "LLMUnavailable": "errors"}
 
 
 def __getattr__(name: str):

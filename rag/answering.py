@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 from .chunking import count_tokens, sentence_spans, truncate_tokens
 from .citations import Claim, facts_supported, markers, numbers, split_sentences, strip_markers
+from .errors import QuestionError
 from .retrieval import Passage
 from .sources import DUTCH_WORDS, detect_language, masked, plain
 
@@ -40,10 +41,6 @@ SYSTEM_PROMPT = (
     "Question: Who is the CEO of the port?\n"
     f"Answer: {NOT_FOUND}"
 )
-
-
-class QuestionError(ValueError):
-    """The question cannot be answered as given (empty, for instance)."""
 
 
 HistoryLike = Sequence[tuple[str, str]] | Sequence[dict]

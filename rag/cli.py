@@ -10,11 +10,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-EXIT_USAGE = 2
+from .errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_PIPE_CLOSED, RagError
 
 
-class CLIError(Exception):
-    """A user error: printed as one line, exit code 2."""
+class CLIError(RagError):
+    """A user error in the command line: printed as one line, exit code 2."""
 
 
 def _global_options() -> argparse.ArgumentParser:
@@ -98,7 +98,7 @@ def _print_sources(passages, out) -> None:
 def cmd_ask(args: argparse.Namespace) -> int:
     from .answering import Answer, clean_question
     from .engine import Engine
-    from .llm import LLMUnavailable
+    from .errors import LLMUnavailable
 
     engine = Engine(_settings(args))
     clean_question(args.question, engine.settings.question_budget)  # bad input fails before any work
@@ -112,14 +112,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
             if stream and not isinstance(result, Answer):
                 print(result, end="", flush=True)
     except LLMUnavailable as e:
-        passages = getattr(e, "passages", [])
         if args.json:
-            print(json.dumps({"error": str(e), "passages": [p.as_json() for p in passages]}, ensure_ascii=False))
+            print(json.dumps({"error": str(e), "passages": [p.as_json() for p in e.passages]}, ensure_ascii=False))
         else:
             print("Retrieved passages (no answer could be generated):")
-            _print_sources(passages, sys.stdout)
+            _print_sources(e.passages, sys.stdout)
         print(f"rag: error: {e}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     if args.json:
         print(json.dumps(result.as_json(), ensure_ascii=False))
         return 0
@@ -163,22 +162,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from .answering import QuestionError
-    from .llm import LLMUnavailable
-    from .sources import SourceError
-    from .store import IndexUnavailable
-
     handlers = {"index": cmd_index, "ask": cmd_ask, "eval": cmd_eval, "ui": cmd_ui}
     try:
         return handlers[args.command](args)
-    except (CLIError, QuestionError, SourceError, IndexUnavailable, LLMUnavailable, FileNotFoundError) as e:
+    except (RagError, FileNotFoundError) as e:
         print(f"rag: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_ERROR
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # the reader went away (`rag ask ... | head`): no traceback, no second error at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return EXIT_PIPE_CLOSED
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 from . import answering as A
 from .answering import Answer, HistoryLike
+from .errors import LLMUnavailable
 from .indexing import SyncReport, sync
 from .retrieval import Passage, Retriever
 from .settings import Settings
@@ -79,8 +80,6 @@ class Engine:
         Raises ``QuestionError`` for an unusable question, ``IndexUnavailable`` without an index,
         and ``LLMUnavailable`` (with ``.passages``) when the LLM cannot be reached.
         """
-        from .llm import LLMUnavailable
-
         t0 = time.perf_counter()
         s = self.settings
         q = A.clean_question(question, s.question_budget)
@@ -146,8 +145,6 @@ class Engine:
         yield Answer(q, text, cited, False, language, claims, retrieved, standalone, timings)
 
     def _preload_llm(self) -> None:
-        from .llm import LLMUnavailable
-
         try:
             _ = self.llm
         except LLMUnavailable:

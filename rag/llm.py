@@ -21,13 +21,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
+from .errors import LLMUnavailable
 from .settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class LLMUnavailable(RuntimeError):
-    """The LLM cannot be loaded or reached."""
 
 
 class ChatModel(Protocol):

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import SourceError
+
 log = logging.getLogger(__name__)
 
 EXTENSIONS = (".txt", ".md", ".html", ".htm")
@@ -32,10 +34,6 @@ _EN = set(
     "more been being will shall could should did does do from its into than year billion million percent "
     "according loan".split()
 )
-
-
-class SourceError(ValueError):
-    """The sources folder cannot be used."""
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import IndexUnavailable
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,10 +49,6 @@ SCHEMA = "rag-news/1"
 CHROMA_CONNECT_TIMEOUT = 10.0  # seconds to connect to a Chroma server
 CHROMA_READ_TIMEOUT = 120.0  # seconds to wait for a Chroma server's reply (chromadb's default: forever)
 COPY_BATCH = 1000  # records per request when a generation is copied on a Chroma server
-
-
-class IndexUnavailable(RuntimeError):
-    """The index is missing, busy, unusable or built with other settings."""
 
 
 def _chroma_settings():

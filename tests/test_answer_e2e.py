@@ -7,7 +7,8 @@ import json
 import pytest
 
 from rag import sources
-from rag.answering import Answer, QuestionError
+from rag.answering import Answer
+from rag.errors import QuestionError
 from rag.engine import Engine
 from tests.conftest import run_cli
 

@@ -16,7 +16,8 @@ import pytest
 from rag import sources
 from rag.engine import Engine
 from rag.indexing import sync
-from rag.store import IndexUnavailable, Store
+from rag.errors import IndexUnavailable
+from rag.store import Store
 from tests.conftest import XQUAD, run_cli
 
 

@@ -40,7 +40,8 @@ from rag.engine import Engine
 from rag.indexing import _nodes, sync
 from rag.retrieval import Passage
 from rag.settings import Settings
-from rag.store import IndexUnavailable, Store
+from rag.errors import IndexUnavailable
+from rag.store import Store
 from tests.conftest import ROOT, SEEDS, XQUAD, free_port, run_cli
 from ui import app as ui
 
@@ -234,11 +235,11 @@ def test_cli_unaskable_questions_exit_2_with_one_line(seeded):
 def test_cli_very_long_question_and_a_closed_pipe(seeded):
     """A 120,000-character question through argv (Linux caps one argument at 128 KiB, so 200,000 cannot be
     passed to any program) is cut and searched; with the LLM unreachable the CLI shows the passages and
-    exits 1 with one line. Output into a closed pipe (``rag ... | head``) ends quietly."""
+    exits 2 with one line. Output into a closed pipe (``rag ... | head``) ends quietly."""
     port = free_port()
     proc = run_cli("ask", *_where(seeded), "How large is SoftBank's margin loan? " + "x" * 120_000,
                 env={"RAG_LLM": "openai", "RAG_LLM_BASE_URL": f"http://127.0.0.1:{port}/v1", "RAG_LLM_RETRIES": "0"})
-    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "cannot reach the LLM server" in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "cannot reach the LLM server" in proc.stderr
     assert "Traceback" not in proc.stderr and "Retrieved passages" in proc.stdout and EN in proc.stdout
 
     p = subprocess.Popen([sys.executable, "-m", "rag.cli", "index", *_where(seeded)], cwd=ROOT,

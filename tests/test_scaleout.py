@@ -27,9 +27,9 @@ from rag import sources
 from rag.answering import Answer
 from rag.engine import Engine
 from rag.indexing import sync
-from rag.llm import LLMUnavailable
+from rag.errors import IndexUnavailable, LLMUnavailable
 from rag.settings import Settings
-from rag.store import IndexUnavailable, Store
+from rag.store import Store
 from tests.conftest import ROOT, XQUAD, free_port, run_cli
 
 QUESTION = "How much might SoftBank invest in OpenAI?"

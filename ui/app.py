@@ -16,14 +16,13 @@ from datetime import datetime
 
 import gradio as gr
 
-from rag.answering import Answer, QuestionError, question_language
+from rag.answering import Answer, question_language
 from rag.citations import strip_markers
 from rag.engine import Engine
-from rag.llm import LLMUnavailable
+from rag.errors import IndexUnavailable, LLMUnavailable, QuestionError, SourceError
 from rag.retrieval import Passage
 from rag.settings import Settings
-from rag.sources import SourceError, masked, read_text
-from rag.store import IndexUnavailable
+from rag.sources import masked, read_text
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +319,7 @@ def reply(engine: Engine, message: str, chat: list, pairs: list, turns: list) ->
             yield say(escape_md(text) + " ▍")
     except LLMUnavailable as e:
         log.warning("LLM unavailable: %s", e)
-        found = getattr(e, "passages", None) or _retrieve(engine, message)
+        found = e.passages or _retrieve(engine, message)
         heading = t["retrieved"].format(q=_short(message))
         turns = [*turns, [turn, turn_html(root, turn, heading, found, t, "no_passages")]][-MAX_TURNS:]
         yield say(t["llm_down"].format(e=escape_md(str(e))), turns)
