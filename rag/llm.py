@@ -126,7 +126,10 @@ class LocalLLM:
     """
 
     def __init__(self, path: Path, n_ctx: int, n_threads: int | None, state_dir: Path | None = None) -> None:
-        from llama_cpp import Llama
+        try:
+            from llama_cpp import Llama
+        except ImportError as e:
+            raise LLMUnavailable(f"llama-cpp-python is not installed ({e}): run ./install.sh") from None
 
         self.name = path.name
         self._path = path
@@ -312,5 +315,9 @@ def get_llm(settings: Settings) -> ChatModel:
     """The LLM that ``settings`` name; a local model is loaded once per process."""
     if settings.llm == "openai":
         return OpenAICompatibleLLM(settings)
-    return _local(model_file(settings), settings.llm_context, settings.llm_threads,
-                  Path(settings.model_cache) / "prompt-state")
+    from .llama_build import check
+
+    path = model_file(settings)
+    # in a child process first: a llama.cpp built for another CPU would kill this one (SIGILL)
+    check(path, Path(settings.model_cache) / "llama-probe", settings.llm_threads)
+    return _local(path, settings.llm_context, settings.llm_threads, Path(settings.model_cache) / "prompt-state")
