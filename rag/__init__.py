@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the heavy imports wait until they are used (fast `rag --help`)
     from .answering import Answer, HistoryLike
     from .indexing import SyncReport
-    from .retrieval import Passage
+    from .records import Passage
 
 __all__ = ["answer", "stream_answer", "retrieve", "sync", "Engine", "Settings", "RagError", "QuestionError",
            "SourceError", "IndexUnavailable", "LLMUnavailable"]

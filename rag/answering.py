@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from .chunking import count_tokens, sentence_spans, truncate_tokens
 from .citations import Claim, facts_supported, markers, numbers, split_sentences, strip_markers
 from .errors import QuestionError
-from .retrieval import Passage
+from .records import Passage
 from .sources import DUTCH_WORDS, detect_language, masked, plain
 
 log = logging.getLogger(__name__)

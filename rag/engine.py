@@ -11,7 +11,8 @@ from . import answering as A
 from .answering import Answer, HistoryLike
 from .errors import LLMUnavailable
 from .indexing import SyncReport, sync
-from .retrieval import Passage, Retriever
+from .records import Passage
+from .retrieval import Retriever
 from .settings import Settings
 from .store import Store
 

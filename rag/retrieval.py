@@ -6,47 +6,14 @@ import json
 import logging
 import re
 import threading
-from dataclasses import asdict, dataclass
 from functools import lru_cache
 
+from .records import Passage, passage
 from .settings import Settings
-from .store import Generation, IndexUnavailable, Store
+from .errors import IndexUnavailable
+from .store import Generation, Store
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Passage:
-    """A retrieved chunk. ``text == read_text(source)[start:end]``.
-
-    ``score`` is the cosine similarity of the question and the chunk (higher is better), plus
-    ``cross_language_offset`` for a passage in another language than the question.
-    """
-
-    source: str
-    title: str
-    date: str
-    language: str
-    start: int
-    end: int
-    text: str
-    score: float
-    id: str = ""
-    kind: str = "text"
-
-    def as_json(self) -> dict:
-        d = asdict(self)
-        d.pop("id")
-        d.pop("kind")
-        return d
-
-
-def _passage(id_: str, text: str, meta: dict, score: float) -> Passage:
-    return Passage(
-        source=meta["source"], title=meta.get("title", ""), date=meta.get("date", ""),
-        language=meta.get("language", ""), start=int(meta["start"]), end=int(meta["end"]),
-        text=text, score=round(float(score), 4), id=id_, kind=meta.get("kind", "text"),
-    )
 
 
 # ---- BM25 -----------------------------------------------------------------------------------
@@ -214,7 +181,7 @@ class Retriever:
 
     def _passage(self, id_: str, text: str, meta: dict, cosine: float, language: str) -> Passage:
         offset = self.settings.cross_language_offset if meta.get("language") != language else 0.0
-        return _passage(id_, text, meta, cosine + offset)
+        return passage(id_, text, meta, cosine + offset)
 
     def embeddings(self, ids: list[str]) -> list[list[float]]:
         """The stored embeddings of chunks, in the order of ``ids``."""

@@ -7,7 +7,7 @@ from hypothesis import given, strategies as st
 
 from rag import answering as A
 from rag.citations import facts_supported, markers, numbers, split_sentences
-from rag.retrieval import Passage
+from rag.records import Passage
 
 
 def _p(text: str, source: str = "a.txt") -> Passage:

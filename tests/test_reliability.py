@@ -38,7 +38,7 @@ from rag import sources
 from rag.chunking import chunk_text, count_tokens
 from rag.engine import Engine
 from rag.indexing import _nodes, sync
-from rag.retrieval import Passage
+from rag.records import Passage
 from rag.settings import Settings
 from rag.errors import IndexUnavailable
 from rag.store import Store

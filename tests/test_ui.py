@@ -20,7 +20,7 @@ from rag.answering import REFUSALS, Answer
 from rag.citations import Claim
 from rag.engine import Engine
 from rag.llm import OpenAICompatibleLLM
-from rag.retrieval import Passage
+from rag.records import Passage
 from rag.settings import Settings
 from rag.sources import read_text
 from rag.store import Store

@@ -20,7 +20,7 @@ from rag.answering import Answer, question_language
 from rag.citations import strip_markers
 from rag.engine import Engine
 from rag.errors import IndexUnavailable, LLMUnavailable, QuestionError, SourceError
-from rag.retrieval import Passage
+from rag.records import Passage
 from rag.settings import Settings
 from rag.sources import masked, read_text
 
