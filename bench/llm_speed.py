@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.run import load_average, log, machine, seed_questions, seeds_index  # noqa: E402
+from bench.common import load_average, log, machine, seed_questions, seeds_index  # noqa: E402
 
 GEN_TOKENS = 64  # tokens generated per prompt in the build comparison
 WARM_UP = "Wat is de rente op de margelening van SoftBank?"  # not among the seed questions

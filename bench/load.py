@@ -60,7 +60,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/load.py` puts bench/ first, not the checkout
     sys.path.insert(0, str(ROOT))
 
-from bench.run import SEEDS, free_port, load_average, machine  # also sets HF_HUB_OFFLINE and the like
+from bench.common import SEEDS, free_port, load_average, machine  # also sets HF_HUB_OFFLINE and the like
 
 DATA = ROOT / "tests" / "data"
 # the sources header of a /chat reply, in the language of the question (ui/app.py TEXTS[...]["sources"])

@@ -6,42 +6,45 @@ import json
 
 import pytest
 
+from bench import answers, common, ingest, profiles, resync, retrieval
 from bench import run as bench
+from bench.plots import write_plots
 from tests.conftest import XQUAD
 
 needs_xquad = pytest.mark.skipif(not (XQUAD / "xquad.en.json").is_file(), reason=f"XQuAD not found in {XQUAD}")
 
-TINY = bench.Plan(ingest_articles=2, paragraphs_per_article=2, resync_articles=20, resync_repeats=1,
-                  retrieve_questions=3, scale=(60, 150), scale_questions=2, warm_questions=1, answer_questions=1,
-                  max_answer_tokens=12, cold_start=False, ui=False)
+TINY = common.Plan(ingest_articles=2, paragraphs_per_article=2, resync_articles=20, resync_repeats=1,
+                   retrieve_questions=3, scale=(60, 150), scale_questions=2, warm_questions=1, answer_questions=1,
+                   max_answer_tokens=12, cold_start=False, ui=False)
 
 
 @needs_xquad
 def test_every_benchmark_without_the_llm(tmp_path):
-    xq = bench.load_xquad()
-    ing = bench.bench_ingest(tmp_path, TINY, xq)
+    xq = common.load_xquad()
+    ing = ingest.bench_ingest(tmp_path, TINY, xq)
     assert ing["chunks"] == len(ing["_texts"]) > 0 and ing["llamaindex_chunks"] > 0
     assert ing["ingest_vs_raw_encode"] > 0 and ing["ingest_speedup_vs_llamaindex"] > 0
     assert ing["_vectors"].shape == (ing["chunks"], 384)
 
-    res = bench.bench_resync(tmp_path, TINY, xq)
+    res = resync.bench_resync(tmp_path, TINY, xq)
     assert res["resync_embedded"] == 0 and res["resync_cli_embedded"] == 0 and res["resync_s"] >= 0
 
-    ret = bench.bench_retrieve(TINY, ing["_index"], ing["_sources"], ing["_questions"])
+    ret = retrieval.bench_retrieve(TINY, ing["_index"], ing["_sources"], ing["_questions"])
     assert ret["queries"] == 3 and ret["p50_ms"] > 0 and ret["retrieve_speedup_vs_llamaindex"] > 0
     assert 0 < ret["p50_ms_without_embedding"] and 0 < ret["llamaindex_p50_ms_without_embedding"]
 
-    scale = bench.bench_scale(tmp_path, TINY, ing["_texts"], ing["_vectors"], ing["_languages"], ing["_questions"])
+    scale = retrieval.bench_scale(tmp_path, TINY, ing["_texts"], ing["_vectors"], ing["_languages"],
+                                  ing["_questions"])
     assert [s["chunks"] for s in scale] == [60, 150]
     assert all(s["p50_ms"] > 0 and s["index_mb"] > 0 for s in scale)
     assert scale[1]["index_mb"] >= scale[0]["index_mb"]
 
-    omp = bench.omp_check(ing["_texts"][:4], llm=False, rounds=1)
+    omp = profiles.omp_check(ing["_texts"][:4], llm=False, rounds=1)
     assert all("e5_query_p50_ms" in runs[0] for name, runs in omp.items() if name != "load"), omp
 
     results = fake_results()
-    results.update({"ingest": bench._public(ing), "ingest_vs_raw_encode": ing["ingest_vs_raw_encode"],
-                    "ingest_speedup_vs_llamaindex": ing["ingest_speedup_vs_llamaindex"], "resync": bench._public(res),
+    results.update({"ingest": common.public(ing), "ingest_vs_raw_encode": ing["ingest_vs_raw_encode"],
+                    "ingest_speedup_vs_llamaindex": ing["ingest_speedup_vs_llamaindex"], "resync": common.public(res),
                     "resync_s": res["resync_s"], "retrieve": ret, "scale": scale})
     text = bench.table(results)
     assert "ingest_vs_raw_encode" in text and "150 chunks" in text
@@ -49,7 +52,7 @@ def test_every_benchmark_without_the_llm(tmp_path):
 
 
 def fake_results() -> dict:
-    return {"meta": {"date": "2025-01-01T00:00:00+00:00", "machine": bench.machine(), "load_before": [1.0, 1.0, 1.0],
+    return {"meta": {"date": "2025-01-01T00:00:00+00:00", "machine": common.machine(), "load_before": [1.0, 1.0, 1.0],
                      "load_after": [1.0, 1.0, 1.0], "seconds": 1.0},
             "ingest": {"articles": 2, "chunks": 6, "raw_chunks_per_s": 7.0, "rag_chunks_per_s": 6.5,
                        "llamaindex_chunks_per_s": 5.0, "ingest_vs_raw_encode": 0.93, "ingest_speedup_vs_llamaindex": 1.3},
@@ -62,7 +65,7 @@ def fake_results() -> dict:
 
 def test_plots(tmp_path):
     pytest.importorskip("matplotlib")
-    plots = bench.write_plots(fake_results(), tmp_path)
+    plots = write_plots(fake_results(), tmp_path)
     assert sorted(p.rsplit("/", 1)[-1] for p in plots) == ["ingestion_throughput.png", "latency_vs_corpus.png"]
     assert all((tmp_path / p.rsplit("/", 1)[-1]).stat().st_size > 10_000 for p in plots)
     assert "goal >= 0.9: met" in bench.table(fake_results())
@@ -73,19 +76,19 @@ def test_import_times_are_parsed():
               "import time:       100 |        300 |   numpy.core\n"
               "import time:       200 |       5000 | numpy\n"
               "import time:        50 |       1000 | rag.settings\n")
-    assert bench.import_times(stderr) == [{"module": "numpy", "cumulative_ms": 5.0},
-                                          {"module": "rag.settings", "cumulative_ms": 1.0}]
+    assert profiles.import_times(stderr) == [{"module": "numpy", "cumulative_ms": 5.0},
+                                             {"module": "rag.settings", "cumulative_ms": 1.0}]
 
 
 @needs_xquad
 @pytest.mark.slow
 def test_answer_and_process_benchmarks(tmp_path):
     """One short answer in-process, then `rag ask` as a cold process (time to first token, peak RSS)."""
-    seeds = bench.seeds_index(tmp_path)
-    ans = bench.bench_answers(TINY, seeds)
+    seeds = common.seeds_index(tmp_path)
+    ans = answers.bench_answers(TINY, seeds)
     assert "error" not in ans, ans
     assert ans["questions"] == 1 and 0 < ans["ttft_s"] <= ans["answer_s"]
-    cold = bench.bench_cold_start(seeds, bench.seed_questions(None)[0])
+    cold = answers.bench_cold_start(seeds, common.seed_questions(None)[0])
     assert "error" not in cold, cold
     assert 0 < cold["first_token_s"] <= cold["total_s"] and cold["peak_rss_mb"] > 100
 
