@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import (Plan, Row, Run, child_env, fmt, free_port, log, proc_status_mb, rag_command, seed_questions,
+from bench.common import (Children, Plan, Row, Run, child_env, fmt, free_port, log, proc_status_mb, rag_command, seed_questions,
                           seeds_index)
 
 # the top-level keys of this section, None where a benchmark did not run or failed
@@ -139,29 +139,13 @@ def bench_cold_start(settings, question: str, timeout: float = 300) -> dict:
 def bench_ui(work: Path, settings, question: str, timeout: float = 240) -> dict:
     """Start ``rag ui`` on a free loopback port, ask one question through its ``/chat`` API and
     read the process's peak RSS (VmHWM); then stop it."""
-    import urllib.request
-
     port = free_port()
-    logf = open(work / "ui.log", "wb")  # noqa: SIM115 - closed in the finally below
     cmd = [*rag_command(), "ui", "--sources", str(settings.sources), "--index", str(settings.index), "--port", str(port)]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=child_env(),
-                            start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
+    children = Children(work)
     try:
-        while True:
-            if proc.poll() is not None:
-                tail = (work / "ui.log").read_text(errors="replace")[-400:]
-                return {"error": f"rag ui exited {proc.returncode} before serving: {tail}"}
-            if time.perf_counter() - t0 > timeout:
-                return {"error": f"rag ui did not serve {url} within {timeout:.0f} s"}
-            try:
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        ready = time.perf_counter() - t0
+        proc = children.start("ui", cmd, child_env(), stop_signal=signal.SIGINT)
+        ready = children.wait_ready("ui", url, timeout)
         idle_rss = proc_status_mb(proc.pid, "VmRSS")
         from gradio_client import Client
 
@@ -176,14 +160,7 @@ def bench_ui(work: Path, settings, question: str, timeout: float = 240) -> dict:
     except Exception as e:  # noqa: BLE001 - the UI failing is a result to report, not a crash
         return {"error": f"{type(e).__name__}: {e}"}
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-        logf.close()
+        children.stop_all()
 
 
 def measure(run: Run) -> None:

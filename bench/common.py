@@ -11,7 +11,9 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import time
 import traceback
@@ -26,7 +28,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 SEEDS = ROOT / "seeds"
-SEED_QUESTIONS = ROOT / "tests" / "data" / "seed_questions.json"
+DATA = ROOT / "tests" / "data"
+SEED_QUESTIONS = DATA / "seed_questions.json"
 # environment variables that change the numbers (recorded with the results)
 ENV_KEYS = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 # the packages whose versions a run records
@@ -225,6 +228,66 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class Children:
+    """Child processes, each in its own session with its output in ``WORK/NAME.log``, stopped in reverse
+    order of starting."""
+
+    def __init__(self, work: Path, log: Callable[[str], None] = log) -> None:
+        self.work = work
+        self.log = log
+        self.procs: list[tuple[str, subprocess.Popen, int, float]] = []  # name, process, stop signal, start time
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str],
+              stop_signal: int = signal.SIGTERM) -> subprocess.Popen:
+        """Start ``cmd`` in the checkout; ``stop_signal`` (to its process group) stops it."""
+        t0 = time.perf_counter()
+        with open(self.work / f"{name}.log", "wb") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                    cwd=ROOT, start_new_session=True)
+        self.procs.append((name, proc, stop_signal, t0))
+        return proc
+
+    def log_tail(self, name: str, chars: int = 2000) -> str:
+        """The last ``chars`` characters of a child's output."""
+        path = self.work / f"{name}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+    def wait_ready(self, name: str, url: str, timeout: float) -> float:
+        """Wait until ``url`` answers 200; returns the seconds since the child started. Raises RuntimeError
+        with the child's output when it exits first or ``timeout`` seconds pass."""
+        import urllib.request
+
+        proc, t0 = next((p, t) for n, p, _, t in self.procs if n == name)
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        return time.perf_counter() - t0
+            except OSError:
+                pass
+            if time.perf_counter() - t0 > timeout:
+                raise RuntimeError(f"{name} did not answer {url} within {timeout:.0f} s:\n{self.log_tail(name)}")
+            time.sleep(0.3)
+
+    def stop_all(self) -> None:
+        """Stop every child that still runs: its stop signal, then SIGKILL after 20 s."""
+        for name, proc, sig, _ in reversed(self.procs):
+            if proc.poll() is not None:
+                continue
+            self.log(f"stopping {name} (pid {proc.pid})")
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            except ProcessLookupError:
+                pass
+        self.procs.clear()
 
 
 def proc_status_mb(pid: int, key: str) -> float | None:

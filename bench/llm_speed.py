@@ -35,27 +35,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.answers import answer_once  # noqa: E402
 from bench.common import load_average, log, machine, seed_questions, seeds_index  # noqa: E402
 
 GEN_TOKENS = 64  # tokens generated per prompt in the build comparison
 WARM_UP = "Wat is de rente op de margelening van SoftBank?"  # not among the seed questions
-
-
-def cpu_flags() -> list[str]:
-    """The CPU features that decide which llama.cpp build can run and how fast."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                return sorted(f for f in have if f.startswith(("avx512", "amx")) or f in {"avx2", "fma", "f16c"})
-    except OSError:
-        pass
-    return []
-
-
-def installed_build() -> str:
-    marker = Path(sys.prefix) / "llama-build"
-    return marker.read_text().strip() if marker.exists() else "unknown (not installed by install.sh)"
 
 
 class PromptLookupLLM:
@@ -128,20 +112,6 @@ def raw_run(llm, tokens: list[int], prefix: int, n_gen: int) -> dict[str, float]
         first = first or time.perf_counter() - t0
     total = time.perf_counter() - t0
     return {"prefill_s": prefill, "first_token_s": first, "total_s": total}
-
-
-def answer_once(engine, question: str) -> dict:
-    from rag.answering import Answer
-
-    t0 = time.perf_counter()
-    first = answer = None
-    for piece in engine.stream_answer(question):
-        if isinstance(piece, Answer):
-            answer = piece
-        elif first is None:
-            first = time.perf_counter() - t0
-    total = time.perf_counter() - t0
-    return {"first_token_s": first if first is not None else total, "total_s": total, "answer": answer}
 
 
 def bench_overhead(settings, questions: list[str], lookup: int) -> dict:
@@ -275,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child_speed(spec["model"], spec["prompts"], spec["threads"])))
         return 0
 
-    results = {"machine": {**machine(), "cpu_flags": cpu_flags(), "llama_build": installed_build()},
+    results = {"machine": machine(llama=True),
                "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "load_before": load_average()}
     work = Path(tempfile.mkdtemp(prefix="rag-llm-speed-"))
     settings = seeds_index(work)

@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import os
 import re
 import shutil
@@ -51,7 +50,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,18 +58,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/load.py` puts bench/ first, not the checkout
     sys.path.insert(0, str(ROOT))
 
-from bench.common import SEEDS, free_port, load_average, machine  # also sets HF_HUB_OFFLINE and the like
+from bench.common import (  # noqa: E402 - also sets HF_HUB_OFFLINE and the like
+    DATA, SEEDS, STARTED, Children, child_env, free_port, load_average, machine, make_log, percentile, rag_command,
+    seed_questions, versions)
 
-DATA = ROOT / "tests" / "data"
 # the sources header of a /chat reply, in the language of the question (ui/app.py TEXTS[...]["sources"])
 SOURCES_HEADER = {"en": "**Sources:**", "nl": "**Bronnen:**"}
 _LIST_ITEM = re.compile(r"^\d+\. `+ ?(.+?) ?`+: ", re.MULTILINE)
 
-_T0 = time.perf_counter()
-
-
-def log(msg: str) -> None:
-    print(f"[load {time.perf_counter() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+log = make_log("load")
 
 
 # ---- questions and replies ----------------------------------------------------------------------
@@ -79,7 +74,7 @@ def questions(n_distinct: int = 8) -> list[str]:
     """Distinct questions: seed questions alternating English/Dutch, then two unanswerable ones (en, nl)."""
     from rag.answering import question_language
 
-    seed = [q["q"] for q in json.loads((DATA / "seed_questions.json").read_text(encoding="utf-8"))]
+    seed = seed_questions(None)
     absent = [q["q"] for q in json.loads((DATA / "absent_questions.json").read_text(encoding="utf-8"))]
     en = [q for q in seed if question_language(q) == "en"]
     nl = [q for q in seed if question_language(q) == "nl"]
@@ -114,84 +109,6 @@ def check_reply(question: str, reply: Any) -> dict[str, Any]:
     if not files:
         return {"ok": False, "refused": False, "files": [], "problem": "empty sources list"}
     return {"ok": True, "refused": False, "files": files, "problem": None}
-
-
-def percentile(values: list[float], p: float) -> float | None:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    if not values:
-        return None
-    xs = sorted(values)
-    pos = (len(xs) - 1) * p / 100
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
-# ---- processes ----------------------------------------------------------------------------------
-class Children:
-    """Child processes, each in its own session, stopped in reverse order of starting."""
-
-    def __init__(self, work: Path) -> None:
-        self.work = work
-        self.procs: list[tuple[str, subprocess.Popen, int]] = []
-
-    def start(self, name: str, cmd: list[str], env: dict[str, str], stop_signal: int = signal.SIGTERM) -> subprocess.Popen:
-        with open(self.work / f"{name}.log", "wb") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                    cwd=ROOT, start_new_session=True)
-        self.procs.append((name, proc, stop_signal))
-        return proc
-
-    def log_tail(self, name: str, chars: int = 2000) -> str:
-        path = self.work / f"{name}.log"
-        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
-
-    def wait_ready(self, name: str, url: str, timeout: float) -> float:
-        proc = next(p for n, p, _ in self.procs if n == name)
-        t0 = time.perf_counter()
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200:
-                        return time.perf_counter() - t0
-            except OSError:
-                pass
-            if time.perf_counter() - t0 > timeout:
-                raise RuntimeError(f"{name} did not answer {url} within {timeout:.0f} s:\n{self.log_tail(name)}")
-            time.sleep(0.3)
-
-    def stop_all(self) -> None:
-        for name, proc, sig in reversed(self.procs):
-            if proc.poll() is not None:
-                continue
-            log(f"stopping {name} (pid {proc.pid})")
-            try:
-                os.killpg(proc.pid, sig)
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            except ProcessLookupError:
-                pass
-        self.procs.clear()
-
-
-def rag_command() -> list[str]:
-    script = Path(sys.executable).parent / "rag"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "rag.cli"]
-
-
-def versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("gradio", "gradio_client", "llama-cpp-python", "chromadb"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
 
 
 # ---- requests -----------------------------------------------------------------------------------
@@ -286,9 +203,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     distinct = questions(args.distinct)
     asks = [distinct[i % len(distinct)] for i in range(args.clients)]
     work = Path(tempfile.mkdtemp(prefix="rag-load-"))
-    children = Children(work)
+    children = Children(work, log)
     result: dict[str, Any] = {
-        "meta": {"date": started.isoformat(timespec="seconds"), "machine": machine(), "versions": versions(),
+        "meta": {"date": started.isoformat(timespec="seconds"), "machine": machine(),
+                 "versions": versions(("gradio", "gradio_client", "llama-cpp-python", "chromadb")),
                  "load_before": load_before, "model": gguf.name, "model_mb": round(gguf.stat().st_size / 1e6),
                  "llm_context": settings.llm_context, "llm_threads": threads_,
                  "ui_concurrency": args.ui_concurrency, "ui": "rag ui",
@@ -299,9 +217,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         src = work / "seeds"
         shutil.copytree(SEEDS, src)
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-               "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
-               "RAG_SOURCES": str(src), "RAG_INDEX": str(work / "index")}
+        env = {**child_env(), "RAG_SOURCES": str(src), "RAG_INDEX": str(work / "index")}
         env.pop("RAG_CHROMA_URL", None)
         if args.chroma_server:
             port = free_port()
@@ -411,7 +327,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             log(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-        result["meta"]["seconds"] = round(time.perf_counter() - _T0, 1)
+        result["meta"]["seconds"] = round(time.perf_counter() - STARTED, 1)
     return result
 
 
