@@ -21,8 +21,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import (Children, Plan, Row, Run, child_env, fmt, free_port, log, proc_status_mb, rag_command, seed_questions,
-                          seeds_index)
+from bench.common import (
+    Children,
+    Plan,
+    Row,
+    Run,
+    child_env,
+    fmt,
+    free_port,
+    log,
+    proc_status_mb,
+    rag_command,
+    seed_questions,
+    seeds_index,
+)
 
 # the top-level keys of this section, None where a benchmark did not run or failed
 KEYS = ("ttft_s", "answer_s", "ask_cold_first_token_s", "ask_cold_total_s", "ask_peak_rss_mb", "ui_peak_rss_mb")
@@ -140,7 +152,8 @@ def bench_ui(work: Path, settings, question: str, timeout: float = 240) -> dict:
     """Start ``rag ui`` on a free loopback port, ask one question through its ``/chat`` API and
     read the process's peak RSS (VmHWM); then stop it."""
     port = free_port()
-    cmd = [*rag_command(), "ui", "--sources", str(settings.sources), "--index", str(settings.index), "--port", str(port)]
+    cmd = [*rag_command(), "ui", "--sources", str(settings.sources), "--index", str(settings.index),
+           "--port", str(port)]
     url = f"http://127.0.0.1:{port}/"
     children = Children(work)
     try:

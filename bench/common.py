@@ -7,6 +7,7 @@ that no benchmark reaches the network; the scripts in bench/ import it first.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -200,10 +201,8 @@ def du_mb(path: Path) -> float:
     total = 0
     for dirpath, _, files in os.walk(path):
         for name in files:
-            try:
+            with contextlib.suppress(OSError):  # removed while we walk
                 total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
-            except OSError:
-                pass
     return round(total / 1e6, 2)
 
 

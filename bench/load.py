@@ -59,8 +59,20 @@ if str(ROOT) not in sys.path:  # `python bench/load.py` puts bench/ first, not t
     sys.path.insert(0, str(ROOT))
 
 from bench.common import (  # noqa: E402 - also sets HF_HUB_OFFLINE and the like
-    DATA, SEEDS, STARTED, Children, child_env, free_port, load_average, machine, make_log, percentile, rag_command,
-    seed_questions, versions)
+    DATA,
+    SEEDS,
+    STARTED,
+    Children,
+    child_env,
+    free_port,
+    load_average,
+    machine,
+    make_log,
+    percentile,
+    rag_command,
+    seed_questions,
+    versions,
+)
 
 # the sources header of a /chat reply, in the language of the question (ui/app.py TEXTS[...]["sources"])
 SOURCES_HEADER = {"en": "**Sources:**", "nl": "**Bronnen:**"}
@@ -126,7 +138,8 @@ def ask_alone(url: str, questions_: list[str]) -> dict[str, dict]:
         except Exception as e:  # noqa: BLE001 - reported
             reply, error = None, f"{type(e).__name__}: {e}"
         seconds = time.perf_counter() - t
-        shape = check_reply(q, reply) if error is None else {"ok": False, "refused": False, "files": [], "problem": error}
+        shape = (check_reply(q, reply) if error is None
+                 else {"ok": False, "refused": False, "files": [], "problem": error})
         solo[q] = {"reply": reply, "seconds": round(seconds, 2), **shape}
         log(f"solo {seconds:5.1f} s {'refused' if shape['refused'] else shape['files'] or shape['problem']}: {q}")
     return solo
@@ -185,7 +198,7 @@ def burst(url: str, asks: list[str], timeout: float) -> tuple[list[dict], float,
                 last_report = time.perf_counter()
     wall = max((r["done_at"] for r in results if r and "done_at" in r), default=time.perf_counter() - start[0])
     out = []
-    for i, (q, r) in enumerate(zip(asks, results)):
+    for i, (q, r) in enumerate(zip(asks, results, strict=True)):
         out.append({"i": i, "question": q, **(r or {"lost": True, "error": None, "reply": None, "seconds": None})})
     return out, wall, setup_s
 
@@ -272,7 +285,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         load_burst = load_average()
         replies, wall, setup_s = burst(url, asks, args.timeout)
         load_after = load_average()
-        result["llm_interrupted"] = children.log_tail("llm", 10**9).count("Disconnected from client") - interrupted_before
+        interrupted = children.log_tail("llm", 10**9).count("Disconnected from client")
+        result["llm_interrupted"] = interrupted - interrupted_before
 
         errors = lost = malformed = crosswired = differs = 0
         per = []
@@ -293,7 +307,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if not shape["ok"]:
                     malformed += 1
                     entry.update(status="malformed", problem=shape["problem"], reply=str(r["reply"])[:400])
-                elif ref and ref["ok"] and (ref["refused"], sorted(ref["files"])) != (shape["refused"], sorted(shape["files"])):
+                elif ref and ref["ok"] and ((ref["refused"], sorted(ref["files"]))
+                                            != (shape["refused"], sorted(shape["files"]))):
                     crosswired += 1
                     entry.update(status="crosswired", reply=r["reply"][:400], solo_reply=str(ref["reply"])[:400])
                 else:
@@ -354,7 +369,8 @@ def table(r: dict[str, Any]) -> str:
         ("LLM streams cut short by the server", r.get("llm_interrupted")),
         ("solo pass p50 / max s", f"{r['solo']['p50_s']} / {r['solo']['max_s']}" if "solo" in r else "skipped"),
         ("machine", f"{m['machine']['cpu']}, {m['machine']['cores']} cores, {m['machine']['memory_gb']} GB"),
-        ("load avg before / burst start / after", f"{m['load_before']} / {m.get('load_burst_start')} / {m['load_after']}"),
+        ("load avg before / burst start / after",
+         f"{m['load_before']} / {m.get('load_burst_start')} / {m['load_after']}"),
         ("passed", r.get("passed")),
     ]
     width = max(len(k) for k, _ in rows)

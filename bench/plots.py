@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+
 def write_plots(results: dict, folder: Path) -> list[str]:
     """PNG charts: retrieval latency and index size against corpus size; ingestion throughput."""
     import matplotlib
@@ -48,7 +49,8 @@ def write_plots(results: dict, folder: Path) -> list[str]:
         ax1.plot(xs, [r["p50_ms"] for r in scale], "o-", color="C0", label="rag retrieve p50")
         ax1.plot(xs, [r["p95_ms"] for r in scale], "o--", color="C0", alpha=0.6, label="rag retrieve p95")
         ax1.plot(xs, [r["llamaindex_p50_ms"] for r in scale], "s-", color="C1", label="plain llama-index p50")
-        ax1.plot(xs, [r["llamaindex_p95_ms"] for r in scale], "s--", color="C1", alpha=0.6, label="plain llama-index p95")
+        ax1.plot(xs, [r["llamaindex_p95_ms"] for r in scale], "s--", color="C1", alpha=0.6,
+                 label="plain llama-index p95")
         if all("p50_ms_without_embedding" in r for r in scale):
             ax1.plot(xs, [r["p50_ms_without_embedding"] for r in scale], "o:", color="C0",
                      label="rag p50, query embedding excluded")
@@ -72,9 +74,11 @@ def write_plots(results: dict, folder: Path) -> list[str]:
         vals = [ing["raw_chunks_per_s"], ing["rag_chunks_per_s"], ing["llamaindex_chunks_per_s"]]
         fig, ax = plt.subplots(figsize=(8, 3.6))
         bars = ax.barh(labels, vals, color=["grey", "C0", "C1"])
-        for b, v, note in zip(bars, vals, ["the limit", f"{ing['ingest_vs_raw_encode']:.2f} of the limit",
-                                           f"rag is {ing['ingest_speedup_vs_llamaindex']:.2f}x as fast (wall time)"]):
-            ax.text(b.get_width(), b.get_y() + b.get_height() / 2, f"  {v:.1f} chunks/s ({note})", va="center", fontsize=8)
+        notes = ["the limit", f"{ing['ingest_vs_raw_encode']:.2f} of the limit",
+                 f"rag is {ing['ingest_speedup_vs_llamaindex']:.2f}x as fast (wall time)"]
+        for b, v, note in zip(bars, vals, notes, strict=True):
+            ax.text(b.get_width(), b.get_y() + b.get_height() / 2, f"  {v:.1f} chunks/s ({note})", va="center",
+                    fontsize=8)
         ax.invert_yaxis()
         ax.set_xlim(0, max(vals) * 1.8)
         ax.set_xlabel("chunks embedded and stored per second")

@@ -21,7 +21,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ENV_KEYS, Run, child_env, last_json, load_average, log, percentile, seed_questions, settings_for
+from bench.common import (
+    ENV_KEYS,
+    Run,
+    child_env,
+    last_json,
+    load_average,
+    log,
+    percentile,
+    seed_questions,
+    settings_for,
+)
 from bench.retrieval import llamaindex_retriever
 
 # (class, function) of the outermost frames that a profile's time is attributed to; the rest is "other"
@@ -176,7 +186,9 @@ e = get_embedder("e5")
 e.get_query_embedding("warm")
 qs = []
 for i in range(20):
-    t = time.perf_counter(); e.get_query_embedding(f"question {i} about the articles"); qs.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    e.get_query_embedding(f"question {i} about the articles")
+    qs.append(time.perf_counter() - t)
 t = time.perf_counter(); e.get_text_embedding_batch(texts); batch = len(texts) / (time.perf_counter() - t)
 out = {"e5_query_p50_ms": round(statistics.median(qs) * 1000, 1), "e5_query_max_ms": round(max(qs) * 1000, 1),
        "e5_batch_chunks_per_s": round(batch, 2)}
@@ -208,8 +220,8 @@ def omp_check(texts: list[str], llm: bool = True, rounds: int = 2) -> dict:
             if "=" in name:
                 key, value = name.split("=", 1)
                 env[key] = value
-            proc = subprocess.run([sys.executable, "-c", OMP_PROBE, json.dumps(texts[:16]), *(["--llm"] if llm else [])],
-                                  capture_output=True, text=True, env=env, timeout=600, check=False)
+            cmd = [sys.executable, "-c", OMP_PROBE, json.dumps(texts[:16]), *(["--llm"] if llm else [])]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
             got = last_json(proc.stdout)
             runs.append(got if got is not None else {"error": proc.stderr[-300:]})
             log(f"omp check: {name}: {runs[-1]}")

@@ -13,8 +13,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import (Plan, Row, Run, child_env, fmt, goal, last_json, log, public, rag_command, sentences,
-                          settings_for, write_articles)
+from bench.common import (
+    Plan,
+    Row,
+    Run,
+    child_env,
+    fmt,
+    goal,
+    last_json,
+    log,
+    public,
+    rag_command,
+    sentences,
+    settings_for,
+    write_articles,
+)
 
 
 def small_articles(xq: dict[str, list[dict]], n: int) -> list[dict]:

@@ -250,5 +250,6 @@ def rows(r: dict[str, Any]) -> list[Row]:
         bare = (f"; without embedding {s['p50_ms_without_embedding']:.1f} vs "
                 f"{s['llamaindex_p50_ms_without_embedding']:.1f}" if "p50_ms_without_embedding" in s else "")
         out.append((f"  {s['chunks']:>7} chunks", f"{s['p50_ms']:.1f} / {s['p95_ms']:.1f} ms",
-                    f"llama-index {s['llamaindex_p50_ms']:.1f} ms{bare}; {s['index_mb']} MB (Chroma {s['chroma_mb']} MB)"))
+                    f"llama-index {s['llamaindex_p50_ms']:.1f} ms{bare}; {s['index_mb']} MB "
+                    f"(Chroma {s['chroma_mb']} MB)"))
     return out

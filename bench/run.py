@@ -48,8 +48,7 @@ if str(ROOT) not in sys.path:  # `python bench/run.py` puts bench/ first, not th
     sys.path.insert(0, str(ROOT))
 
 from bench import answers, ingest, profiles, resync, retrieval  # noqa: E402
-from bench.common import (ENV_KEYS, FULL, QUICK, Plan, Row, Run, load_average, load_xquad, machine,  # noqa: E402
-                          versions)
+from bench.common import ENV_KEYS, FULL, QUICK, Plan, Row, Run, load_average, load_xquad, machine, versions  # noqa: E402
 from bench.plots import write_plots  # noqa: E402
 
 
@@ -104,7 +103,8 @@ def table(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="smaller sizes (scale up to 10k chunks): under 5 minutes on 2 cores")
+    p.add_argument("--quick", action="store_true",
+                   help="smaller sizes (scale up to 10k chunks): under 5 minutes on 2 cores")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object last")
     p.add_argument("--plots", type=Path, metavar="DIR", help="write PNG charts into DIR")
     p.add_argument("--profile", type=Path, metavar="DIR", help="also write pyinstrument/importtime profiles into DIR")

@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from bench import answers, common, ingest, profiles, resync, retrieval
-from bench import run as bench
+from bench import answers, common, ingest, profiles, resync, retrieval, run as bench
 from bench.plots import write_plots
 from tests.conftest import XQUAD
 
