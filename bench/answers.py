@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.common import (
     Children,
@@ -35,6 +35,9 @@ from bench.common import (
     seed_questions,
     seeds_index,
 )
+
+if TYPE_CHECKING:
+    from rag.settings import Settings
 
 # the top-level keys of this section, None where a benchmark did not run or failed
 KEYS = ("ttft_s", "answer_s", "ask_cold_first_token_s", "ask_cold_total_s", "ask_peak_rss_mb", "ui_peak_rss_mb")
@@ -56,7 +59,7 @@ def answer_once(engine, question: str) -> dict[str, Any]:
     return {"first_token_s": first if first is not None else total, "total_s": total, "answer": answer}
 
 
-def bench_answers(plan: Plan, settings) -> dict:
+def bench_answers(plan: Plan, settings: Settings) -> dict:
     """Median time to first token and to the full answer over the seed questions, in one warm engine."""
     from rag.engine import Engine
     from rag.errors import LLMUnavailable
@@ -118,7 +121,7 @@ def _read_until_exit(proc: subprocess.Popen, master: int, t0: float) -> tuple[fl
     return first, b"".join(chunks), peak
 
 
-def bench_cold_start(settings, question: str, timeout: float = 300) -> dict:
+def bench_cold_start(settings: Settings, question: str, timeout: float = 300) -> dict:
     """``rag ask QUESTION`` as a fresh process with a terminal on stdout, so it streams its answer:
     seconds from process start to the first answer byte and to exit, and its peak RSS."""
     import pty
@@ -148,7 +151,7 @@ def bench_cold_start(settings, question: str, timeout: float = 300) -> dict:
             "total_s": round(total, 3), "peak_rss_mb": peak, "output_chars": len(out.decode(errors="replace"))}
 
 
-def bench_ui(work: Path, settings, question: str, timeout: float = 240) -> dict:
+def bench_ui(work: Path, settings: Settings, question: str, timeout: float = 240) -> dict:
     """Start ``rag ui`` on a free loopback port, ask one question through its ``/chat`` API and
     read the process's peak RSS (VmHWM); then stop it."""
     port = free_port()

@@ -1,5 +1,6 @@
-"""What the benchmarks share: the plan of a run, the machine description, statistics, child processes,
-the XQuAD and seed inputs and the product's settings.
+"""What the benchmarks share: the plan and state of a run; the machine (CPU and its flags, the llama.cpp
+build, load average, versions); the log; statistics; child processes (environment, free ports, process
+groups); the XQuAD and seed inputs and the product's settings; the table's formatting.
 
 Importing this module sets ``HF_HUB_OFFLINE`` and ``GRADIO_ANALYTICS_ENABLED`` (unless already set), so
 that no benchmark reaches the network; the scripts in bench/ import it first.
@@ -21,7 +22,10 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from rag.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -339,7 +343,7 @@ def write_articles(folder: Path, articles: list[dict]) -> Path:
     return folder
 
 
-def settings_for(sources: Path, index: Path, **extra: Any):  # -> rag.settings.Settings, imported late
+def settings_for(sources: Path, index: Path, **extra: Any) -> Settings:
     """The product's settings for a sources and an index folder (embedded Chroma, never a server)."""
     from rag.settings import Settings
 
@@ -353,7 +357,7 @@ def sentences(text: str) -> list[str]:
     return [text[a:b] for a, b in sentence_spans(text)]
 
 
-def seeds_index(work: Path):  # -> rag.settings.Settings
+def seeds_index(work: Path) -> Settings:
     """The seed articles copied into the work folder and indexed (for the answer benchmarks)."""
     from rag.engine import Engine
 

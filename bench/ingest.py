@@ -12,9 +12,12 @@ from __future__ import annotations
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.common import Plan, Row, Run, fmt, goal, log, public, settings_for, spread, write_articles
+
+if TYPE_CHECKING:
+    from rag.settings import Settings
 
 
 def ingest_articles(xq: dict[str, list[dict]], n: int, per_article: int) -> list[dict]:
@@ -35,7 +38,7 @@ def ingest_articles(xq: dict[str, list[dict]], n: int, per_article: int) -> list
     return chosen
 
 
-def chunk_texts(settings) -> list[str]:
+def chunk_texts(settings: Settings) -> list[str]:
     """The texts ``rag index`` embeds for ``settings.sources`` (what ``rag.indexing`` sends to the embedder)."""
     from rag import sources
     from rag.chunking import chunk_text
@@ -116,7 +119,7 @@ def bench_ingest(work: Path, plan: Plan, xq: dict) -> dict:
     }
 
 
-def llamaindex_ingest(src: Path, path: Path, embedder, settings) -> int:
+def llamaindex_ingest(src: Path, path: Path, embedder, settings: Settings) -> int:
     """What a user of plain llama-index would write: read the folder, split, embed into Chroma."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.common import (
     ENV_KEYS,
@@ -33,6 +33,9 @@ from bench.common import (
     settings_for,
 )
 from bench.retrieval import llamaindex_retriever
+
+if TYPE_CHECKING:
+    from rag.settings import Settings
 
 # (class, function) of the outermost frames that a profile's time is attributed to; the rest is "other"
 HOTSPOTS = {
@@ -152,7 +155,7 @@ def import_times(stderr: str, top: int = 25, depth: int = 0) -> list[dict]:
     return rows
 
 
-def profile_cold_start(out: Path, settings, question: str) -> dict:
+def profile_cold_start(out: Path, settings: Settings, question: str) -> dict:
     """``-X importtime`` and pyinstrument profiles of a cold ``rag ask`` and of an unchanged ``rag index``."""
     from pyinstrument.renderers import ConsoleRenderer
     from pyinstrument.session import Session
