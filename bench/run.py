@@ -102,6 +102,7 @@ def table(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line (``--help``); returns the exit status."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
                    help="smaller sizes (scale up to 10k chunks): under 5 minutes on 2 cores")
