@@ -83,6 +83,29 @@ class Settings(BaseSettings):
     @field_validator("ui_auth")
     @classmethod
     def _user_colon_password(cls, value: str | None) -> str | None:
-        if value is not None and ":" not in value:
+        if value is not None and not all(value.partition(":")[::2]):
             raise ValueError("must be 'user:password'")
         return value
+
+
+def env_var(name: str) -> str:
+    """The environment variable of the setting ``name``: ``RAG_CONTEXT_BUDGET`` for ``context_budget``."""
+    return f"{Settings.model_config['env_prefix']}{name.upper()}"
+
+
+def flag(name: str) -> str:
+    """The command-line flag of the setting ``name``: ``--context-budget`` for ``context_budget``."""
+    return "--" + name.replace("_", "-")
+
+
+def shown_default(name: str) -> str:
+    """The default of the setting ``name`` as documentation shows it (``~`` for the home folder)."""
+    value = Settings.model_fields[name].default
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, Path) and value.is_relative_to(Path.home()):
+        return f"~/{value.relative_to(Path.home())}"
+    return str(value)
+

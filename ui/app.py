@@ -469,4 +469,10 @@ def launch(settings: Settings) -> None:
     if settings.ui_host not in {"127.0.0.1", "localhost", "::1"} and not options["auth"]:
         log.warning("listening on %s without a login: set RAG_UI_AUTH=user:password", settings.ui_host)
     _load_llm(engine)  # now, so the first answer does not wait for it (and it is loaded once)
-    build_app(engine).queue(default_concurrency_limit=settings.ui_concurrency).launch(**options)
+    app = build_app(engine).queue(default_concurrency_limit=settings.ui_concurrency)
+    try:
+        app.launch(**options)
+    except OSError as e:  # Gradio's message names its own variable and parameter, not ours
+        log.info("launch failed: %s", e)
+        raise OSError(f"cannot listen on {settings.ui_host}:{settings.ui_port} (in use, or not an address of this "
+                      "machine): choose another with --port N or --host ADDRESS (RAG_UI_PORT, RAG_UI_HOST)") from None
