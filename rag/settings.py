@@ -109,3 +109,23 @@ def shown_default(name: str) -> str:
         return f"~/{value.relative_to(Path.home())}"
     return str(value)
 
+
+def markdown_table() -> str:
+    """The README's settings table: every field with its variable, flag, default and description."""
+    rows = ["| variable | flag | default | what it does |", "|---|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = shown_default(name)
+        default = f"`{default}`" if field.default is not None else default
+        flags = f"`{flag(name)}`, `--no-{flag(name)[2:]}`" if field.annotation is bool else f"`{flag(name)}`"
+        rows.append(f"| `{env_var(name)}` | {flags} | {default} | {field.description.replace('|', '&#124;')} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m rag.settings", description="Document the settings.")
+    parser.add_argument("--markdown", action="store_true", required=True,
+                        help="print the settings table of README.md (section Settings)")
+    parser.parse_args()
+    print(markdown_table(), end="")

@@ -1,5 +1,6 @@
 """The ``rag`` command line: every setting is a flag of every subcommand (flag over ``RAG_*`` over the
-default), errors are one line with exit code 2 in every subcommand, and ``--help`` imports nothing heavy.
+default), errors are one line with exit code 2 in every subcommand, ``--help`` imports nothing heavy,
+and README's settings table is the one ``python -m rag.settings --markdown`` prints.
 
 Parsing is checked in-process with the CLI's own parser; the effects with real ``rag`` processes, the
 real embedder and Chroma, and an LLM server on a loopback port where nothing listens."""
@@ -141,3 +142,12 @@ def test_rag_ui_on_a_port_in_use_is_a_one_line_error(small_chunks):
         proc = run_cli("ui", *small_chunks, "--chunk-tokens", "120", "--llm", "openai", "--port", port)
     assert_one_line_error(proc, f"cannot listen on 127.0.0.1:{port}", "--port N")
 
+
+def test_readme_settings_table_is_what_rag_settings_markdown_prints():
+    printed = subprocess.run([sys.executable, "-m", "rag.settings", "--markdown"], capture_output=True, text=True,
+                             cwd=ROOT, timeout=60, check=True).stdout
+    assert len(printed.splitlines()) == 2 + len(Settings.model_fields)
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    table = "".join(line + "\n" for line in section.splitlines() if line.startswith("|"))
+    assert table == printed, ("README.md's settings table differs from rag/settings.py: "
+                              "run `python -m rag.settings --markdown` and put its output under ## Settings")
