@@ -35,8 +35,8 @@ def stream_answer(question: str, history: HistoryLike | None = None, k: int | No
     return default_engine().stream_answer(question, history, k)
 
 
-def retrieve(question: str, k: int = 4) -> list[Passage]:
-    """The ``k`` passages that best match ``question``."""
+def retrieve(question: str, k: int | None = None) -> list[Passage]:
+    """The ``k`` passages that best match ``question`` (``k`` defaults to the setting, ``RAG_K``)."""
     from .engine import default_engine
 
     return default_engine().retrieve(question, k)
