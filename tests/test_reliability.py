@@ -805,7 +805,7 @@ def test_names_with_dotdot_cannot_read_outside_the_sources_folder(seeded, tmp_pa
             with pytest.raises(sources.SourceError, match="outside the sources folder"):
                 read(name)
         # an index that names such a file (foreign or tampered metadata) shows only the indexed passage
-        card = ui.passage_card(seeded.sources, 1, 1, Passage(name, "t", "", "en", 0, 10, "indexed.", 0.9),
+        card = ui.passage_card(Engine(seeded), 1, 1, Passage(name, "t", "", "en", 0, 10, "indexed.", 0.9),
                                ui.texts("en"))
         assert "swordfish" not in card and "no longer in the sources folder" in card
     files, _ = sources.scan(seeded.sources, 10**6)  # a symlinked folder is not followed
