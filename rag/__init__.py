@@ -4,20 +4,27 @@
     >>> a = rag.answer("How large is SoftBank's margin loan?")
     >>> a.text, [(c.source, c.start, c.end) for c in a.citations]
 
-Settings come from ``RAG_*`` environment variables (see ``rag.settings.Settings``); pass an
-``Engine(Settings(...))`` for anything else.
+Settings come from ``RAG_*`` environment variables (see ``rag.Settings``); pass an
+``Engine(Settings(...))`` for anything else. Errors are in ``rag.errors``.
+
+This module is the public API: front ends (``ui/``) use only its names and ``rag.errors``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the heavy imports wait until they are used (fast `rag --help`)
-    from .answering import Answer, HistoryLike
+if TYPE_CHECKING:  # the heavy imports wait until they are used (fast `rag --help`, cheap `import rag`)
+    from .answering import Answer, HistoryLike, question_language
+    from .citations import Claim, strip_markers
+    from .engine import ArticleView, Engine
+    from .errors import IndexUnavailable, LLMUnavailable, QuestionError, RagError, SourceError
     from .indexing import SyncReport
     from .records import Passage
+    from .settings import Settings
 
-__all__ = ["answer", "stream_answer", "retrieve", "sync", "Engine", "Settings", "RagError", "QuestionError",
+__all__ = ["answer", "stream_answer", "retrieve", "sync", "Engine", "Settings", "Answer", "Passage", "Claim",
+           "ArticleView", "SyncReport", "question_language", "strip_markers", "RagError", "QuestionError",
            "SourceError", "IndexUnavailable", "LLMUnavailable"]
 
 
@@ -35,8 +42,8 @@ def stream_answer(question: str, history: HistoryLike | None = None, k: int | No
     return default_engine().stream_answer(question, history, k)
 
 
-def retrieve(question: str, k: int = 4) -> list[Passage]:
-    """The ``k`` passages that best match ``question``."""
+def retrieve(question: str, k: int | None = None) -> list[Passage]:
+    """The ``k`` passages that best match ``question`` (``k`` defaults to the setting, ``RAG_K``)."""
     from .engine import default_engine
 
     return default_engine().retrieve(question, k)
@@ -49,8 +56,11 @@ def sync(rebuild: bool = False) -> SyncReport:
     return default_engine().sync(rebuild=rebuild)
 
 
-_LAZY = {"Engine": "engine", "Settings": "settings", "RagError": "errors", "QuestionError": "errors",
-         "SourceError": "errors", "IndexUnavailable": "errors", "LLMUnavailable": "errors"}
+# public name -> the module that defines it, imported on first use
+_LAZY = {"Engine": "engine", "ArticleView": "engine", "Settings": "settings", "Answer": "answering",
+         "question_language": "answering", "Passage": "records", "Claim": "citations", "strip_markers": "citations",
+         "SyncReport": "indexing",
+         **dict.fromkeys(["RagError", "QuestionError", "SourceError", "IndexUnavailable", "LLMUnavailable"], "errors")}
 
 
 def __getattr__(name: str):
@@ -58,4 +68,8 @@ def __getattr__(name: str):
         import importlib
 
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(name)
+    raise AttributeError(f"module 'rag' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

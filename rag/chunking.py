@@ -108,8 +108,9 @@ def _split_long(text: str, a: int, b: int, limit: int) -> list[tuple[int, int]]:
     return pieces
 
 
-def chunk_text(text: str, max_tokens: int = 200, overlap: int = 30, start: int = 0, view: str | None = None) -> list[Chunk]:
-    """Pack whole sentences of ``text[start:]`` into chunks of about ``max_tokens`` tokens.
+def chunk_text(text: str, max_tokens: int, overlap: int, start: int = 0, view: str | None = None) -> list[Chunk]:
+    """Pack whole sentences of ``text[start:]`` into chunks of about ``max_tokens`` tokens
+    (``settings.chunk_tokens``; the defaults live in ``Settings`` only).
 
     Consecutive chunks share up to ``overlap`` tokens of whole sentences. ``view`` is a same-length
     copy of ``text`` used to find sentences (HTML with markup blanked); offsets always index ``text``.

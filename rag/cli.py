@@ -1,4 +1,9 @@
-"""The ``rag`` command: index, ask, eval, ui. A thin layer over ``rag.engine.Engine``."""
+"""The ``rag`` command: index, ask, eval, ui. A thin layer over ``rag.engine.Engine``.
+
+Every subcommand takes every setting as a flag (``--context-budget 300``), over the ``RAG_*`` variables
+and the defaults of ``rag.settings.Settings``. Exit codes (``rag.errors``): 0 done, 2 any error (one
+line on stderr), 1 the reader of stdout went away, 130 Ctrl-C.
+"""
 
 from __future__ import annotations
 
@@ -9,71 +14,117 @@ import os
 import sys
 import textwrap
 from pathlib import Path
+from typing import Literal, NoReturn, get_args, get_origin
 
-from .errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_PIPE_CLOSED, RagError
+from pydantic import ValidationError
+
+from .errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PIPE_CLOSED, RagError
+from .settings import Settings, env_var, flag, shown_default
 
 
 class CLIError(RagError):
     """A user error in the command line: printed as one line, exit code 2."""
 
 
-def _global_options() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("global options (also RAG_SOURCES, RAG_INDEX, RAG_CHROMA_URL)")
-    g.add_argument("--sources", metavar="DIR", help="folder of articles (default: seeds)")
-    g.add_argument("--index", metavar="DIR", help="folder of the embedded index (default: index)")
-    g.add_argument("--chroma-url", metavar="URL", help="use a Chroma server instead of the embedded index")
-    g.add_argument("-v", "--verbose", action="store_true", help="log what happens")
-    return p
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error convention: one line on stderr and exit code 2, no usage dump."""
+
+    commands: dict[str, argparse.ArgumentParser]  # the subcommands' parsers, by name
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"rag: error: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = _global_options()
-    parser = argparse.ArgumentParser(prog="rag", description="Question answering over news articles, with citations.")
+# The settings flags are generated from ``Settings.model_fields`` rather than made by pydantic-settings'
+# ``CliSettingsSource``. Tried (2.16) on these argparse subcommands, it listed ``-k`` twice and ignored the
+# ``--host``/``--port`` shortcuts, made the one-letter field ``k`` into ``-k`` only (``rag eval --k`` would
+# break), printed ``Path`` and ``{str,null}`` as metavars, and dumped validation errors over several
+# lines. Generated flags keep the existing names, and their values go through the one validation the
+# ``RAG_*`` variables go through: pydantic, in ``Settings(**flags_given)``.
+ALIASES = {"k": ["-k"]}  # extra option strings of a setting, in every subcommand
+UI_ALIASES = {**ALIASES, "ui_host": ["--host"], "ui_port": ["--port"]}
+
+
+def _metavar(name: str, annotation: object) -> str:
+    kind = next((a for a in get_args(annotation) if a is not type(None)), annotation)
+    if name.endswith("_url"):
+        return "URL"
+    return {Path: "DIR", int: "N", float: "NUM"}.get(kind, "TEXT")
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, aliases: dict[str, list[str]] = ALIASES) -> None:
+    """One flag per ``Settings`` field (``--context-budget N``), its help the field's description.
+
+    A flag that is not given is absent from the parsed namespace, so the ``RAG_*`` variable or the
+    default (stated once, in ``Settings``) applies.
+    """
+    group = parser.add_argument_group(
+        "settings", "Every setting is a flag; a flag given wins over its RAG_* variable, which wins over the default.")
+    for name, field in Settings.model_fields.items():
+        help_ = f"{field.description} [{env_var(name)}; default: {shown_default(name)}]".replace("%", "%%")
+        kwargs: dict = {"dest": name, "default": argparse.SUPPRESS, "help": help_}
+        if field.annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif get_origin(field.annotation) is Literal:
+            kwargs["choices"] = get_args(field.annotation)
+        else:
+            kwargs["metavar"] = _metavar(name, field.annotation)
+        group.add_argument(flag(name), *aliases.get(name, []), **kwargs)
+
+
+def build_parser() -> Parser:
+    """The ``rag`` command line: subcommands index, ask, eval and ui, each with every setting as a flag."""
+    common = Parser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser = Parser(prog="rag", description="Question answering over news articles, with citations.",
+                    allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("index", parents=[common], help="sync the index with the sources folder")
+    def command(name: str, help_: str, aliases: dict[str, list[str]] = ALIASES) -> argparse.ArgumentParser:
+        # no abbreviations: with a flag per setting, `--chunk` or `--llm-t` would be ambiguous or change meaning
+        p = sub.add_parser(name, parents=[common], help=help_, description=help_[0].upper() + help_[1:] + ".",
+                           allow_abbrev=False)
+        add_settings_flags(p, aliases)  # listed after the command's own options, whatever the order here
+        return p
+
+    p = command("index", "sync the index with the sources folder")
     p.add_argument("--rebuild", action="store_true", help="rebuild the index from scratch")
     p.add_argument("--json", action="store_true", help="print a JSON report last")
 
-    p = sub.add_parser("ask", parents=[common], help="answer a question with cited sources")
+    p = command("ask", "answer a question with cited sources")
     p.add_argument("question", help="the question, in English or Dutch")
-    p.add_argument("-k", type=int, default=None, help="passages to retrieve (default: 4)")
     p.add_argument("--json", action="store_true", help="print the answer as one JSON object last")
 
-    p = sub.add_parser("eval", parents=[common], help="measure retrieval (and answers) on a SQuAD-format set")
+    p = command("eval", "measure retrieval (and answers) on a SQuAD-format set")
     p.add_argument("contexts", type=Path, help="SQuAD JSON whose paragraphs are indexed")
     p.add_argument("--questions", type=Path, help="SQuAD JSON whose questions are asked (default: CONTEXTS)")
     p.add_argument("--limit", type=int, help="ask an evenly spread sample of N questions")
-    p.add_argument("--k", type=int, default=4, help="passages retrieved per question for --answers (default 4)")
-    p.add_argument("--answers", action="store_true", help="also measure answer accuracy of rag.answer")
+    p.add_argument("--answers", action="store_true",
+                   help="also measure answer accuracy of rag.answer (from --k passages)")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object last")
 
-    p = sub.add_parser("ui", parents=[common], help="start the chat UI")
-    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port (default 7860)")
+    command("ui", "start the chat UI", UI_ALIASES)
+    parser.commands = sub.choices
     return parser
 
 
-def _settings(args: argparse.Namespace, **extra):
-    from pydantic import ValidationError
-
-    from .settings import Settings
-
-    overrides = {k: v for k, v in {
-        "sources": args.sources, "index": args.index, "chroma_url": args.chroma_url, **extra,
-    }.items() if v is not None}
+def settings_from(args: argparse.Namespace) -> Settings:
+    """``Settings`` from the flags given, then the ``RAG_*`` variables, then the defaults."""
+    given = {name: value for name, value in vars(args).items() if name in Settings.model_fields}
     try:
-        return Settings(**overrides)
+        return Settings(**given)  # pydantic-settings: init values win over the environment
     except ValidationError as e:
         err = e.errors()[0]
-        raise CLIError(f"bad setting {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        name = str(err["loc"][0]) if err["loc"] else ""
+        where = flag(name) if name in given else env_var(name)
+        reason = str(err["ctx"]["error"]) if err["type"] == "value_error" else err["msg"]
+        raise CLIError(f"bad value for {where}: {reason}") from None
 
 
-def cmd_index(args: argparse.Namespace) -> int:
+def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     from .engine import Engine
 
-    report = Engine(_settings(args)).sync(rebuild=args.rebuild)
+    report = Engine(settings).sync(rebuild=args.rebuild)
     if report.rebuilt and not args.rebuild:
         print(f"rebuilding the whole index: {report.rebuilt}", file=sys.stderr)
     for s in report.skipped:
@@ -84,7 +135,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(f"{report.added} added, {report.updated} updated, {report.deleted} deleted, "
               f"{report.unchanged} unchanged; {report.embedded} chunks embedded, "
               f"{report.chunks} in the index ({report.seconds:.1f} s)")
-    return 0
+    return EXIT_OK
 
 
 def _print_sources(passages, out) -> None:
@@ -95,12 +146,12 @@ def _print_sources(passages, out) -> None:
         print(textwrap.indent(textwrap.fill(f'"{quote}"', 96), "    "), file=out)
 
 
-def cmd_ask(args: argparse.Namespace) -> int:
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from .answering import Answer, clean_question
     from .engine import Engine
     from .errors import LLMUnavailable
 
-    engine = Engine(_settings(args))
+    engine = Engine(settings)
     clean_question(args.question, engine.settings.question_budget)  # bad input fails before any work
     if not engine.settings.chroma_url and not engine.store.exists():
         print("no index yet: building it first", file=sys.stderr)
@@ -108,7 +159,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     stream = not args.json and sys.stdout.isatty()
     result = None
     try:
-        for result in engine.stream_answer(args.question, k=args.k):
+        for result in engine.stream_answer(args.question):
             if stream and not isinstance(result, Answer):
                 print(result, end="", flush=True)
     except LLMUnavailable as e:
@@ -121,7 +172,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     if args.json:
         print(json.dumps(result.as_json(), ensure_ascii=False))
-        return 0
+        return EXIT_OK
     if stream:
         print("\n")
     print(result.text if not stream or result.refused else f"Checked answer: {result.text}")
@@ -131,15 +182,14 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if result.citations:
         print("\nSources:")
         _print_sources(result.citations, sys.stdout)
-    return 0
+    return EXIT_OK
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from .evaluation import evaluate
 
     try:
-        result = evaluate(_settings(args), args.contexts, args.questions, limit=args.limit, k=args.k,
-                          answers=args.answers)
+        result = evaluate(settings, args.contexts, args.questions, limit=args.limit, answers=args.answers)
     except ValueError as e:
         raise CLIError(str(e)) from None
     if args.json:
@@ -147,33 +197,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         for key, value in result.items():
             print(f"{key:>16}: {value}")
-    return 0
+    return EXIT_OK
 
 
-def cmd_ui(args: argparse.Namespace) -> int:
+def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
     from ui.app import launch
 
-    launch(_settings(args, ui_host=args.host, ui_port=args.port))
-    return 0
+    launch(settings)
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rag`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # reported by the subcommand, whose --help lists its flags
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     handlers = {"index": cmd_index, "ask": cmd_ask, "eval": cmd_eval, "ui": cmd_ui}
     try:
-        return handlers[args.command](args)
-    except (RagError, FileNotFoundError) as e:
+        return handlers[args.command](args, settings_from(args))
+    except BrokenPipeError:  # the reader went away (`rag ask ... | head`): no traceback, no second error at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE_CLOSED
+    except (RagError, OSError) as e:  # OSError: a missing file, a port in use, a full disk
         print(f"rag: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # the reader went away (`rag ask ... | head`): no traceback, no second error at exit
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_PIPE_CLOSED
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,6 +6,8 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
 
 from . import answering as A
 from .answering import Answer, HistoryLike
@@ -17,6 +19,22 @@ from .settings import Settings
 from .store import Store
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ArticleView:
+    """What a front end shows for a cited passage: ``text[start:end]`` is the passage, in the article's
+    text with markup that is not article text (HTML tags, scripts, styles) blanked to spaces.
+
+    ``problem`` is ``None`` for the whole article, or why ``text`` is only the indexed passage:
+    ``"missing"`` (the file is gone, unreadable or outside the sources folder) or ``"changed"`` (the file
+    no longer holds the passage at its offsets; a sync fixes it).
+    """
+
+    text: str
+    start: int
+    end: int
+    problem: Literal["missing", "changed"] | None
 
 
 class Engine:
@@ -63,6 +81,25 @@ class Engine:
         synced = gen.collection.metadata.get("synced_at")
         return {"articles": len(indexed_files(gen)), "chunks": gen.collection.count(),
                 "synced_at": synced}
+
+    def article_view(self, passage: Passage) -> ArticleView:
+        """The article ``passage`` was cut from, as a reader is shown it (see ``ArticleView``).
+
+        Only the indexed passage when the file is gone, unreadable, outside the sources folder, or
+        changed since the sync so that it no longer holds the passage at its offsets.
+        """
+        from .sources import masked, read_text
+
+        try:
+            text = read_text(self.settings.sources, passage.source)
+        except (OSError, ValueError) as e:  # ValueError: SourceError, UnicodeError, a NUL in the name
+            log.warning("cannot show %s: %s", passage.source, e)
+            problem = "missing"
+        else:
+            if text[passage.start:passage.end] == passage.text:
+                return ArticleView(masked(text, passage.kind), passage.start, passage.end, None)
+            problem = "changed"
+        return ArticleView(masked(passage.text, passage.kind), 0, len(passage.text), problem)
 
     def retrieve(self, question: str, k: int | None = None) -> list[Passage]:
         """The best passages for a question."""

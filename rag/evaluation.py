@@ -42,12 +42,13 @@ def sample(n: int, limit: int | None) -> list[int]:
 
 
 def evaluate(settings: Settings, contexts: Path, questions: Path | None = None, limit: int | None = None,
-             k: int = 4, answers: bool = False, progress: bool | None = None) -> dict:
+             k: int | None = None, answers: bool = False, progress: bool | None = None) -> dict:
     """Index the paragraphs of ``contexts`` and ask the questions of ``questions`` (matched by position).
 
     The index of a contexts file is kept in ``settings.model_cache/eval`` and re-synced, so a second
     run embeds nothing. Returns ``n``, ``hit@1``, ``hit@4``, ``hit@10``, ``mrr``, ``seconds`` (and
-    ``answer_accuracy``, ``refusal_rate``, ``answer_s_median``).
+    ``answer_accuracy``, ``refusal_rate``, ``answer_s_median``, answering from ``k`` passages, by default
+    ``settings.k``).
     """
     from tqdm import tqdm
 

@@ -83,6 +83,49 @@ class Settings(BaseSettings):
     @field_validator("ui_auth")
     @classmethod
     def _user_colon_password(cls, value: str | None) -> str | None:
-        if value is not None and ":" not in value:
+        if value is not None and not all(value.partition(":")[::2]):
             raise ValueError("must be 'user:password'")
         return value
+
+
+def env_var(name: str) -> str:
+    """The environment variable of the setting ``name``: ``RAG_CONTEXT_BUDGET`` for ``context_budget``."""
+    return f"{Settings.model_config['env_prefix']}{name.upper()}"
+
+
+def flag(name: str) -> str:
+    """The command-line flag of the setting ``name``: ``--context-budget`` for ``context_budget``."""
+    return "--" + name.replace("_", "-")
+
+
+def shown_default(name: str) -> str:
+    """The default of the setting ``name`` as documentation shows it (``~`` for the home folder)."""
+    value = Settings.model_fields[name].default
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, Path) and value.is_relative_to(Path.home()):
+        return f"~/{value.relative_to(Path.home())}"
+    return str(value)
+
+
+def markdown_table() -> str:
+    """The README's settings table: every field with its variable, flag, default and description."""
+    rows = ["| variable | flag | default | what it does |", "|---|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = shown_default(name)
+        default = f"`{default}`" if field.default is not None else default
+        flags = f"`{flag(name)}`, `--no-{flag(name)[2:]}`" if field.annotation is bool else f"`{flag(name)}`"
+        rows.append(f"| `{env_var(name)}` | {flags} | {default} | {field.description.replace('|', '&#124;')} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m rag.settings", description="Document the settings.")
+    parser.add_argument("--markdown", action="store_true", required=True,
+                        help="print the settings table of README.md (section Settings)")
+    parser.parse_args()
+    print(markdown_table(), end="")

@@ -32,6 +32,15 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
                           env={**os.environ, **(env or {})}, timeout=timeout, check=False, **kw)
 
 
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    """The CLI convention for an error: exit 2, one line ``rag: error: ...`` on stderr, no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("rag: error: "), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr, proc.stderr
+
+
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
     """A private copy of the seed articles."""

@@ -42,7 +42,7 @@ from rag.records import Passage
 from rag.settings import Settings
 from rag.errors import IndexUnavailable
 from rag.store import Store
-from tests.conftest import ROOT, SEEDS, XQUAD, free_port, run_cli
+from tests.conftest import ROOT, SEEDS, XQUAD, assert_one_line_error, free_port, run_cli
 from ui import app as ui
 
 pytestmark = [  # pandas deprecations raised inside gradio's queue
@@ -119,15 +119,6 @@ def _popen(*args, env: dict | None = None) -> subprocess.Popen:
 
 def _where(s: Settings) -> list[str]:
     return ["--sources", str(s.sources), "--index", str(s.index)]
-
-
-def _one_line_error(proc, *needles: str) -> None:
-    """The CLI convention for a user error: exit 2, one line on stderr, no traceback."""
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("rag: error: "), proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
-    for needle in needles:
-        assert needle in proc.stderr, proc.stderr
 
 
 def _indexed(s: Settings) -> dict[str, int]:
@@ -229,7 +220,7 @@ def test_cli_unaskable_questions_exit_2_with_one_line(seeded):
         if "\x00" in question:  # argv cannot carry a NUL byte at all (execve ends the string there)
             question = question.replace("\x00", "")
         proc = run_cli("ask", *_where(seeded), question, timeout=60)
-        _one_line_error(proc, "the question")
+        assert_one_line_error(proc, "the question")
 
 
 def test_cli_very_long_question_and_a_closed_pipe(seeded):
@@ -531,8 +522,8 @@ def test_damaged_or_foreign_index_says_run_rag_index_rebuild(seeded, kind):
     with pytest.raises(IndexUnavailable, match=r"run `rag index --rebuild`"):
         Engine(seeded).retrieve(QUESTION)
     if kind == "truncated chroma.sqlite3":  # the same through the CLI, and the way out
-        _one_line_error(run_cli("ask", *_where(seeded), "How large is the margin loan?"), "rag index --rebuild")
-        _one_line_error(run_cli("index", *_where(seeded)), "rag index --rebuild")
+        assert_one_line_error(run_cli("ask", *_where(seeded), "How large is the margin loan?"), "rag index --rebuild")
+        assert_one_line_error(run_cli("index", *_where(seeded)), "rag index --rebuild")
         proc = run_cli("index", "--rebuild", *_where(seeded))
         assert proc.returncode == 0 and "2 added" in proc.stdout, proc.stderr
         assert _top(Engine(seeded))[0][0] == EN and set(_indexed(seeded)) == {NL, EN}
@@ -546,7 +537,7 @@ def test_index_built_with_another_embedder_is_refused_until_rebuilt(seeded, tmp_
     refusal = r"embedder 'minilm' but settings ask for 'e5': run `rag index --rebuild`"
     with pytest.raises(IndexUnavailable, match=refusal):
         Engine(e5).retrieve(QUESTION)
-    _one_line_error(run_cli("ask", *_where(e5), "How large is the margin loan?"), "rag index --rebuild")
+    assert_one_line_error(run_cli("ask", *_where(e5), "How large is the margin loan?"), "rag index --rebuild")
     engine = Engine(e5)
     last = list(ui.reply(engine, "How large is the margin loan?", [], [], []))[-1][1][-1]["content"]
     assert "The index is not available" in last and "rebuild" in last
@@ -562,7 +553,7 @@ def test_index_copied_without_symlinks_says_what_to_run(seeded, tmp_path):
     s = seeded.model_copy(update={"index": copy})
     with pytest.raises(IndexUnavailable, match=r"run `rag index --rebuild`"):
         Engine(s).retrieve(QUESTION)
-    _one_line_error(run_cli("ask", *_where(s), "How large is the margin loan?"), "rag index --rebuild")
+    assert_one_line_error(run_cli("ask", *_where(s), "How large is the margin loan?"), "rag index --rebuild")
     proc = run_cli("index", "--rebuild", *_where(s))
     assert proc.returncode == 0 and "2 added" in proc.stdout, proc.stderr
     assert (copy / "current").is_symlink() and _top(Engine(s))[0][0] == EN and set(_indexed(s)) == {NL, EN}
@@ -573,7 +564,7 @@ def test_damaged_bm25_files_say_run_rebuild(seeded):
     (seeded.index / _live(seeded) / "bm25" / "ids.json").write_text('["trunc')
     with pytest.raises(IndexUnavailable, match=r"run `rag index --rebuild`"):
         Engine(seeded.model_copy(update={"hybrid": True})).retrieve(QUESTION)
-    _one_line_error(run_cli("ask", *_where(seeded), "How large is the margin loan?", env={"RAG_HYBRID": "1"}),
+    assert_one_line_error(run_cli("ask", *_where(seeded), "How large is the margin loan?", env={"RAG_HYBRID": "1"}),
                     "rag index --rebuild")
 
 
@@ -656,7 +647,7 @@ def test_concurrent_rag_index_runs_and_a_ui_sync_take_turns_or_report_busy(big):
     assert "index is busy" in short and "articles" in status
     busy_out, busy_err = busy.communicate(timeout=120)
     assert first.poll() is None, "the first rag index ended before the second gave up"
-    _one_line_error(subprocess.CompletedProcess(busy.args, busy.returncode, busy_out, busy_err), "index is busy")
+    assert_one_line_error(subprocess.CompletedProcess(busy.args, busy.returncode, busy_out, busy_err), "index is busy")
     first_out, first_err = first.communicate(timeout=600)
     assert first.returncode == 0 and "40 added" in first_out, first_err
     waiter_out, waiter_err = waiter.communicate(timeout=600)
@@ -814,7 +805,7 @@ def test_names_with_dotdot_cannot_read_outside_the_sources_folder(seeded, tmp_pa
             with pytest.raises(sources.SourceError, match="outside the sources folder"):
                 read(name)
         # an index that names such a file (foreign or tampered metadata) shows only the indexed passage
-        card = ui.passage_card(seeded.sources, 1, 1, Passage(name, "t", "", "en", 0, 10, "indexed.", 0.9),
+        card = ui.passage_card(Engine(seeded), 1, 1, Passage(name, "t", "", "en", 0, 10, "indexed.", 0.9),
                                ui.texts("en"))
         assert "swordfish" not in card and "no longer in the sources folder" in card
     files, _ = sources.scan(seeded.sources, 10**6)  # a symlinked folder is not followed

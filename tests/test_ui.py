@@ -8,6 +8,7 @@ index is a real missing index or a held write lock. Rendering is tested by feedi
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import shutil
 import time
@@ -135,6 +136,29 @@ def llm_down(settings: Settings) -> tuple[Settings, str]:
     return settings.model_copy(update={"llm": "openai", "llm_base_url": url, "llm_retries": 0}), url
 
 
+# ---- the UI uses the public API only --------------------------------------------------------------
+def test_ui_imports_nothing_from_rag_but_its_public_names_and_rag_errors():
+    """``ui/`` may use ``rag``'s public names (``rag.__all__``) and ``rag.errors``; no other rag module."""
+    import rag
+
+    files = sorted((ROOT / "ui").glob("*.py"))
+    assert ROOT / "ui" / "app.py" in files
+    used = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                used += [(path.name, a.name, None) for a in node.names if a.name.split(".")[0] == "rag"]
+            elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "rag":
+                used += [(path.name, node.module, a.name) for a in node.names]
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "rag":
+                used += [(path.name, "rag", node.attr)]
+    assert used, "ui/ should use the rag API"
+    for where, module, name in used:
+        assert module in {"rag", "rag.errors"}, (where, module)
+        if module == "rag" and name is not None:
+            assert name in rag.__all__ or name == "errors", (where, name)
+
+
 # ---- rendering and escaping (no model) ----------------------------------------------------------
 def test_escape_md_makes_html_and_markdown_inert():
     out = ui.escape_md('<script>x</script> <img src=x onerror="y"> [a](javascript:z) *b* `c`\n1. d\n# e')
@@ -155,28 +179,29 @@ def test_answer_markdown_links_markers_and_marks_unsupported_claims(corpus):
     assert api.endswith(f"**Sources:**\n\n1. `{NL_SOURCE}`: A title (2026-01-28)")
 
 
-def test_refusal_is_plain_and_cites_nothing(corpus):
+def test_refusal_is_plain_and_cites_nothing(settings):
     refusal = Answer("Wie?", REFUSALS["nl"], [], True, "nl")
     assert ui.answer_markdown(refusal, turn=1) == ui.api_markdown(refusal) == REFUSALS["nl"]
-    html = ui.turn_html(corpus, 1, "Bronnen bij “Wie?”", [], ui.texts("nl"))
+    html = ui.turn_html(Engine(settings), 1, "Bronnen bij “Wie?”", [], ui.texts("nl"))
     assert "de artikelen beantwoorden deze vraag niet" in html
 
 
-def test_passage_card_highlights_the_exact_span_and_escapes_the_article(corpus):
+def test_passage_card_highlights_the_exact_span_and_escapes_the_article(settings):
+    corpus, engine = settings.sources, Engine(settings)
     (corpus / "planted.txt").write_text(PLANTED)
     text = read_text(corpus, "planted.txt")
     start = text.index("The Zorblax")
     p = Passage("planted.txt", "Zorblax <b>festival</b>", "", "en", start, start + 90, text[start:start + 90], 0.8)
-    card = ui.passage_card(corpus, 2, 1, p, ui.texts("en"))
+    card = ui.passage_card(engine, 2, 1, p, ui.texts("en"))
     assert 'id="cite-2-1"' in card
     assert '<mark class="rag-passage">The Zorblax festival in Utrecht attracted 4200 visitors' in card
     assert "<script" not in card and "<img" not in card and "<b>" not in card
     assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in card and "planted.txt" in card and "no date" in card
     (corpus / "planted.txt").write_text("rewritten " + PLANTED)  # offsets no longer match
-    card = ui.passage_card(corpus, 2, 1, p, ui.texts("en"))
+    card = ui.passage_card(engine, 2, 1, p, ui.texts("en"))
     assert "changed after it was indexed" in card and "The Zorblax festival" in card
     (corpus / "planted.txt").unlink()
-    assert "no longer in the sources folder" in ui.passage_card(corpus, 2, 1, p, ui.texts("en"))
+    assert "no longer in the sources folder" in ui.passage_card(engine, 2, 1, p, ui.texts("en"))
 
 
 def test_panel_shows_the_latest_answers_sources_and_keeps_earlier_ones_hidden():
@@ -271,11 +296,11 @@ def test_browser_marks_unsupported_claims_and_escapes_model_output(live, page):
     that puts a constructed answer, rendered by the app's own functions, into the app's chat and
     sources panel: in a real browser nothing in it runs, the unsupported claim is marked, its
     citation opens; a held write lock shows as a busy index."""
-    root = live[1].settings.sources
-    down, url = llm_down(live[1].settings.model_copy(update={"ui_port": free_port(), "lock_timeout": 0.2}))
+    engine = live[1]
+    down, url = llm_down(engine.settings.model_copy(update={"ui_port": free_port(), "lock_timeout": 0.2}))
     app = ui.build_app(Engine(down))
     by_id = {getattr(b, "elem_id", None): b for b in app.blocks.values()}
-    answer = made_answer(root)
+    answer = made_answer(engine.settings.sources)
 
     def show(chat):  # what ``ui.reply`` yields for this answer: a streamed piece, then the answer
         t = ui.texts(answer.language)
@@ -283,7 +308,7 @@ def test_browser_marks_unsupported_claims_and_escapes_model_output(live, page):
         turn = len(chat) // 2 + 1
         yield [*chat, {"role": "assistant", "content": ui.escape_md('<img src=x onerror="window.__xss=6">') + " ▍"}], \
             ui.gr.skip()
-        turns = [[turn, ui.turn_html(root, turn, t["sources_for"].format(q=answer.question), answer.citations, t)]]
+        turns = [[turn, ui.turn_html(engine, turn, t["sources_for"].format(q=answer.question), answer.citations, t)]]
         yield [*chat, {"role": "assistant", "content": ui.answer_markdown(answer, turn)}], ui.panel_html(turns)
 
     with app:

@@ -16,13 +16,8 @@ from datetime import datetime
 
 import gradio as gr
 
-from rag.answering import Answer, question_language
-from rag.citations import strip_markers
-from rag.engine import Engine
+from rag import Answer, Engine, Passage, Settings, question_language, strip_markers
 from rag.errors import IndexUnavailable, LLMUnavailable, QuestionError, SourceError
-from rag.records import Passage
-from rag.settings import Settings
-from rag.sources import masked, read_text
 
 log = logging.getLogger(__name__)
 
@@ -211,24 +206,14 @@ def _display(segment: str, kind: str) -> str:
     return html.escape(segment, quote=False)
 
 
-def passage_card(root, turn: int, n: int, p: Passage, t: dict[str, str]) -> str:
+def passage_card(engine: Engine, turn: int, n: int, p: Passage, t: dict[str, str]) -> str:
     """One source: title, date, file and the passage highlighted inside the (windowed) article text."""
-    note = ""
-    try:
-        raw = read_text(root, p.source)
-    except (OSError, ValueError) as e:  # gone, unreadable, outside the folder (SourceError), undecodable
-        log.warning("cannot show %s: %s", p.source, e)
-        raw, note = None, t["missing"]
-    if raw is not None and raw[p.start:p.end] != p.text:
-        raw, note = None, t["changed"]
-    if raw is None:  # the indexed passage alone
-        before, passage, after = "", _display(masked(p.text, p.kind), p.kind), ""
-    else:
-        view = masked(raw, p.kind)
-        lo, hi = max(0, p.start - WINDOW), min(len(view), p.end + WINDOW)
-        before = ("…" if lo else "") + _display(view[lo:p.start], p.kind)
-        passage = _display(view[p.start:p.end], p.kind)
-        after = _display(view[p.end:hi], p.kind) + ("…" if hi < len(view) else "")
+    view = engine.article_view(p)
+    lo, hi = max(0, view.start - WINDOW), min(len(view.text), view.end + WINDOW)
+    before = ("…" if lo else "") + _display(view.text[lo:view.start], p.kind)
+    passage = _display(view.text[view.start:view.end], p.kind)
+    after = _display(view.text[view.end:hi], p.kind) + ("…" if hi < len(view.text) else "")
+    note = t[view.problem] if view.problem else ""
     meta = " · ".join([
         html.escape(p.date or t["no_date"]),
         f'<span class="rag-file">{html.escape(p.source)}</span>',
@@ -243,10 +228,10 @@ def passage_card(root, turn: int, n: int, p: Passage, t: dict[str, str]) -> str:
     )
 
 
-def turn_html(root, turn: int, heading: str, passages: Sequence[Passage], t: dict[str, str],
+def turn_html(engine: Engine, turn: int, heading: str, passages: Sequence[Passage], t: dict[str, str],
               empty: str = "no_sources") -> str:
     """The sources of one answer: a heading and one card per passage (or the note ``t[empty]``)."""
-    cards = "".join(passage_card(root, turn, n, p, t) for n, p in enumerate(passages, 1))
+    cards = "".join(passage_card(engine, turn, n, p, t) for n, p in enumerate(passages, 1))
     body = cards or f'<p class="rag-empty">{html.escape(t[empty])}</p>'
     return f'<div class="rag-turn" data-turn="{turn}"><p class="rag-turn-q">{html.escape(heading)}</p>{body}</div>'
 
@@ -294,7 +279,6 @@ def reply(engine: Engine, message: str, chat: list, pairs: list, turns: list) ->
     Yields ``(textbox, chat, pairs, turns, sources panel)`` with ``SKIP`` for what did not change.
     ``pairs`` holds ``[question, answer text]`` for follow-ups, ``turns`` ``[turn, sources html]``.
     """
-    root = engine.settings.sources
     message = message or ""
     if not message.strip():
         yield SKIP, SKIP, SKIP, SKIP, SKIP
@@ -321,7 +305,7 @@ def reply(engine: Engine, message: str, chat: list, pairs: list, turns: list) ->
         log.warning("LLM unavailable: %s", e)
         found = e.passages or _retrieve(engine, message)
         heading = t["retrieved"].format(q=_short(message))
-        turns = [*turns, [turn, turn_html(root, turn, heading, found, t, "no_passages")]][-MAX_TURNS:]
+        turns = [*turns, [turn, turn_html(engine, turn, heading, found, t, "no_passages")]][-MAX_TURNS:]
         yield say(t["llm_down"].format(e=escape_md(str(e))), turns)
         return
     except (IndexUnavailable, SourceError) as e:
@@ -337,7 +321,7 @@ def reply(engine: Engine, message: str, chat: list, pairs: list, turns: list) ->
         return
     t = texts(answer.language)
     heading = t["sources_for"].format(q=_short(message))
-    turns = [*turns, [turn, turn_html(root, turn, heading, answer.citations, t)]][-MAX_TURNS:]
+    turns = [*turns, [turn, turn_html(engine, turn, heading, answer.citations, t)]][-MAX_TURNS:]
     out = say(answer_markdown(answer, turn), turns)
     yield out[0], out[1], [*pairs, [message, answer.text]], out[3], out[4]
 
@@ -469,4 +453,10 @@ def launch(settings: Settings) -> None:
     if settings.ui_host not in {"127.0.0.1", "localhost", "::1"} and not options["auth"]:
         log.warning("listening on %s without a login: set RAG_UI_AUTH=user:password", settings.ui_host)
     _load_llm(engine)  # now, so the first answer does not wait for it (and it is loaded once)
-    build_app(engine).queue(default_concurrency_limit=settings.ui_concurrency).launch(**options)
+    app = build_app(engine).queue(default_concurrency_limit=settings.ui_concurrency)
+    try:
+        app.launch(**options)
+    except OSError as e:  # Gradio's message names its own variable and parameter, not ours
+        log.info("launch failed: %s", e)
+        raise OSError(f"cannot listen on {settings.ui_host}:{settings.ui_port} (in use, or not an address of this "
+                      "machine): choose another with --port N or --host ADDRESS (RAG_UI_PORT, RAG_UI_HOST)") from None
