@@ -46,15 +46,13 @@ KEYS = ("ttft_s", "answer_s", "ask_cold_first_token_s", "ask_cold_total_s", "ask
 def answer_once(engine, question: str) -> dict[str, Any]:
     """``engine.stream_answer(question)`` timed by the wall clock: seconds to the first streamed piece (to
     the end for a refusal, which streams nothing) and to the end, and the ``Answer``."""
-    from rag.answering import Answer
-
     t0 = time.perf_counter()
-    first = answer = None
-    for piece in engine.stream_answer(question):
-        if isinstance(piece, Answer):
-            answer = piece
-        elif first is None:
+    first = None
+    stream = engine.stream_answer(question)
+    for _ in stream:
+        if first is None:
             first = time.perf_counter() - t0
+    answer = stream.result()
     total = time.perf_counter() - t0
     return {"first_token_s": first if first is not None else total, "total_s": total, "answer": answer}
 

@@ -63,6 +63,15 @@ class PromptLookupLLM:
                 yield delta
 
 
+class ScriptedNotFound:
+    """A ChatModel that declines at once: to collect the engine's prompts without generating."""
+
+    name = "not-found"
+
+    def stream(self, messages, max_tokens):
+        yield "NOT_FOUND"
+
+
 class Recorder:
     """A ChatModel that passes everything to another and keeps the last messages and output."""
 
@@ -254,14 +263,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_overhead:
         results["overhead"] = bench_overhead(settings, questions, args.lookup)
     if args.builds:
-        from rag import answering as A
         from rag.engine import Engine
 
         engine = Engine(settings)
+        recorder = Recorder(ScriptedNotFound())
+        engine.llm = recorder
         prompts = []
-        for q in questions:
-            passages = A.select_passages(engine.retrieve(q), settings.context_budget)
-            prompts.append(A.prompt_messages(q, passages, A.question_language(q), settings.context_budget))
+        for q in questions:  # the very prompts the engine builds (the scripted model answers nothing)
+            engine.answer(q)
+            prompts.append(recorder.messages)
         results["builds"] = bench_builds(settings, args.builds, prompts, args.rounds)
     results["load_after"] = load_average()
     if args.json:

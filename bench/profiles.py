@@ -97,12 +97,12 @@ def profile_retrieval(out: Path, index: Path, sources: Path, questions: list[str
     from rag.engine import Engine
 
     engine = Engine(settings_for(sources, index))
-    plain = llamaindex_retriever(engine.store.reader().collection, get_embedder(engine.settings.embedder),
+    plain = llamaindex_retriever(engine.store.live().base.collection, get_embedder(engine.settings.embedder),
                                  engine.settings.k)
     for q in questions[:3]:
         engine.retrieve(q)
         plain.retrieve(q)
-    result = {"chunks": engine.store.reader().collection.count(), "questions": len(questions)}
+    result = {"chunks": engine.store.live().count(), "questions": len(questions)}
     for name, fn in (("rag", lambda q: engine.retrieve(q)), ("llamaindex", plain.retrieve)):
         p = Profiler(interval=0.0005)
         p.start()
@@ -112,7 +112,7 @@ def profile_retrieval(out: Path, index: Path, sources: Path, questions: list[str
         _save_profile(p, out, f"retrieve_{name}{suffix}")
         result[f"{name}_ms_per_question"] = breakdown(p.last_session, per=len(questions))
     # the two Chroma queries of Engine.retrieve, timed alone: top-k, and top-k of the other language
-    coll = engine.store.reader().collection
+    coll = engine.store.live().base.collection
     vectors = [engine.retriever.query_vector(q) for q in questions]
     include = ["documents", "metadatas", "distances"]
     for name, where in (("chroma_query_ms", None), ("chroma_query_language_filter_ms", {"language": {"$ne": "en"}})):
@@ -183,7 +183,7 @@ def profile_cold_start(out: Path, settings: Settings, question: str) -> dict:
 OMP_PROBE = r"""
 import json, statistics, sys, time
 from rag.embedding import get_embedder
-from rag.answering import SYSTEM_PROMPT
+from rag.prompting import SYSTEM_PROMPT
 texts = json.loads(sys.argv[1])
 e = get_embedder("e5")
 e.get_query_embedding("warm")

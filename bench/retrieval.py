@@ -11,8 +11,9 @@ scale corpus is real XQuAD text recombined, with embeddings *derived* from real 
 normalised mix of the two source chunks' embeddings plus small noise): embedding 100k chunks at ~7
 chunks/s would take hours, and search cost depends on the number and shape of the vectors, not on how
 they were made. Everything else (layout, metadata, Chroma settings, BM25 folder) is the product's: the
-chunks are written through ``Store.new_generation`` with the metadata ``rag index`` writes, and
-``BM25.build`` runs on them. Derived vectors are more clustered than real ones, which makes them harder
+chunks are written through ``Store.new_snapshot`` (each size as one new base, which builds its BM25)
+with the metadata ``rag index`` writes (``rag.records.chunk_metadata``). Derived vectors are more
+clustered than real ones, which makes them harder
 for HNSW.
 """
 
@@ -53,7 +54,7 @@ def time_retrievers(engine, questions: list[str], k: int, warm: int = 3) -> dict
     from rag.embedding import get_embedder
 
     embedder = get_embedder(engine.settings.embedder)
-    plain = llamaindex_retriever(engine.store.reader().collection, embedder, k)
+    plain = llamaindex_retriever(engine.store.live().base.collection, embedder, k)
     for q in questions[:warm]:
         engine.retrieve(q, k)
         plain.retrieve(q)
@@ -115,7 +116,7 @@ def bench_retrieve(plan: Plan, index: Path, sources: Path, questions: list[str])
     engine = Engine(settings_for(sources, index))
     qs = [questions[i] for i in spread(len(questions), plan.retrieve_questions)]
     out = time_retrievers(engine, qs, engine.settings.k, plan.warm_questions)
-    out["chunks"] = engine.store.reader().collection.count()
+    out["chunks"] = engine.store.live().count()
     log(f"retrieve: ours p50 {out['p50_ms']} ms, llama-index p50 {out['llamaindex_p50_ms']} ms "
         f"({out['chunks']} chunks, {len(qs)} questions)")
     return out
@@ -130,6 +131,9 @@ def synthetic_chunks(texts: list[str], vectors, languages: list[str], start: int
     """
     import numpy as np
     from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+
+    from rag.records import chunk_metadata
+    from rag.sources import Article
 
     rng = np.random.default_rng(seed + start)
     split = [sentences(t) or [t] for t in texts]
@@ -153,9 +157,9 @@ def synthetic_chunks(texts: list[str], vectors, languages: list[str], start: int
         node = TextNode(
             id_=hashlib.sha256(f"scale\0{i}".encode()).hexdigest()[:32], text=text,
             embedding=mixed[j].tolist(),
-            metadata={"source": source, "title": " ".join(text.split()[:8]), "date": "2024-01-01",
-                      "language": languages[a_idx[j]], "start": offset, "end": offset + len(text), "chunk": chunk,
-                      "sha256": hashlib.sha256(source.encode()).hexdigest(), "kind": "text"},
+            metadata=chunk_metadata(Article(source, "", hashlib.sha256(source.encode()).hexdigest(),
+                                            " ".join(text.split()[:8]), "2024-01-01", languages[a_idx[j]], 0, "text"),
+                                    offset, offset + len(text), chunk),
         )
         node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=source)
         nodes.append(node)
@@ -166,31 +170,27 @@ def synthetic_chunks(texts: list[str], vectors, languages: list[str], start: int
 def bench_scale(work: Path, plan: Plan, texts: list[str], vectors, languages: list[str],
                 questions: list[str]) -> list[dict]:
     """Retrieval latency and index size at each size in ``plan.scale``, built up in one index."""
-    from llama_index.vector_stores.chroma import ChromaVectorStore
-
     from rag.engine import Engine
-    from rag.indexing import index_config
-    from rag.retrieval import BM25
-    from rag.store import Store
+    from rag.records import index_metadata
+    from rag.store import open_store
 
     s = settings_for(work / "scale-src", work / "scale-index")
-    store = Store(s)
+    store = open_store(s)
     qs = [questions[i] for i in spread(len(questions), plan.scale_questions)]
     have, rows = 0, []
     for target in sorted(plan.scale):
         t = time.perf_counter()
-        config = {**index_config(s), "synced_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                  "languages": ",".join(sorted(set(languages)))}
-        with store.write_lock(), store.new_generation(config, fresh=have == 0) as gen:
-            vs = ChromaVectorStore(chroma_collection=gen.collection)
+        config = index_metadata(s, set(languages), datetime.now(UTC).isoformat(timespec="seconds"))
+        with store.write_lock(), store.new_snapshot(config, fresh=have == 0, adding=target - have) as writer:
             step = 5000
             for start in range(have, target, step):
-                vs.add(synthetic_chunks(texts, vectors, languages, start, min(step, target - start)))
-            BM25.build(gen)
-            count = gen.collection.count()
+                nodes = synthetic_chunks(texts, vectors, languages, start, min(step, target - start))
+                writer.add([n.id_ for n in nodes], [n.embedding for n in nodes], [n.text for n in nodes],
+                           [n.metadata for n in nodes])
+            count = writer.count()
         write_s = time.perf_counter() - t
         have = target
-        gen_dir = store.reader().path
+        gen_dir = store.live().base.folder  # each size is written as one new base
         engine = Engine(s)
         row = time_retrievers(engine, qs, s.k, plan.warm_questions)
         rows.append({

@@ -10,6 +10,8 @@ timed side by side in one process, interleaved where that is possible:
   embedder encoding the very same chunk texts in one batch call (the practical limit of this stack), and
   against plain llama-index (``VectorStoreIndex.from_documents`` into Chroma with the same embedder);
 - re-sync (``bench/resync.py``) of 1,000 unchanged articles, in-process and as a whole ``rag index`` process;
+- sync of one added article (``bench/sync.py``) into a 10k-chunk index (and 100k in the full run) against
+  into an empty one, embedded and on a ``chroma run`` server: ``sync_one_article_ratio``;
 - retrieval (``bench/retrieval.py``): ``Engine.retrieve`` against a plain llama-index retriever over the
   same collection;
 - scaling (``bench/retrieval.py``): retrieval latency and index size at 1k, 10k and 100k chunks. The
@@ -47,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/run.py` puts bench/ first, not the checkout
     sys.path.insert(0, str(ROOT))
 
-from bench import answers, ingest, profiles, resync, retrieval  # noqa: E402
+from bench import answers, ingest, profiles, resync, retrieval, sync  # noqa: E402
 from bench.common import ENV_KEYS, FULL, QUICK, Plan, Row, Run, load_average, load_xquad, machine, versions  # noqa: E402
 from bench.plots import write_plots  # noqa: E402
 
@@ -63,7 +65,7 @@ class Benchmark(Protocol):
 
 
 # The benchmarks in the order they run and their keys and rows appear. Adding one is adding its module here.
-BENCHMARKS: tuple[Benchmark, ...] = (ingest, resync, retrieval, answers)
+BENCHMARKS: tuple[Benchmark, ...] = (ingest, resync, sync, retrieval, answers)
 
 
 def run(plan: Plan, work: Path, plots: Path | None = None, profile: Path | None = None, quick: bool = True) -> dict:

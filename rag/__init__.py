@@ -15,17 +15,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the heavy imports wait until they are used (fast `rag --help`, cheap `import rag`)
-    from .answering import Answer, HistoryLike, question_language
-    from .citations import Claim, strip_markers
+    from .answering import Answer, AnswerStream, Citation, HistoryLike, question_language
+    from .citations import strip_markers
     from .engine import ArticleView, Engine
     from .errors import IndexUnavailable, LLMUnavailable, QuestionError, RagError, SourceError
+    from .export import escape_markdown, export_json, export_markdown, reply_markdown
     from .indexing import SyncReport
     from .records import Passage
+    from .serve import openai_app, run_server
     from .settings import Settings
+    from .verification import Claim
 
-__all__ = ["answer", "stream_answer", "retrieve", "sync", "Engine", "Settings", "Answer", "Passage", "Claim",
-           "ArticleView", "SyncReport", "question_language", "strip_markers", "RagError", "QuestionError",
-           "SourceError", "IndexUnavailable", "LLMUnavailable"]
+__all__ = ["answer", "stream_answer", "retrieve", "sync", "Engine", "Settings", "Answer", "AnswerStream", "Citation",
+           "Passage", "Claim", "ArticleView", "SyncReport", "question_language", "strip_markers", "RagError",
+           "QuestionError", "SourceError", "IndexUnavailable", "LLMUnavailable", "reply_markdown", "export_markdown",
+           "export_json", "escape_markdown", "openai_app", "run_server"]
 
 
 def answer(question: str, history: HistoryLike | None = None, k: int | None = None) -> Answer:
@@ -35,8 +39,8 @@ def answer(question: str, history: HistoryLike | None = None, k: int | None = No
     return default_engine().answer(question, history, k)
 
 
-def stream_answer(question: str, history: HistoryLike | None = None, k: int | None = None):
-    """Yield the answer text as it is generated, then the final ``Answer``."""
+def stream_answer(question: str, history: HistoryLike | None = None, k: int | None = None) -> AnswerStream:
+    """The answer as it is generated: iterate for text pieces, then ``.answer`` is the checked ``Answer``."""
     from .engine import default_engine
 
     return default_engine().stream_answer(question, history, k)
@@ -58,8 +62,11 @@ def sync(rebuild: bool = False) -> SyncReport:
 
 # public name -> the module that defines it, imported on first use
 _LAZY = {"Engine": "engine", "ArticleView": "engine", "Settings": "settings", "Answer": "answering",
-         "question_language": "answering", "Passage": "records", "Claim": "citations", "strip_markers": "citations",
+         "AnswerStream": "answering", "Citation": "answering", "question_language": "answering", "Passage": "records",
+         "Claim": "verification", "strip_markers": "citations",
          "SyncReport": "indexing",
+         **dict.fromkeys(["reply_markdown", "export_markdown", "export_json", "escape_markdown"], "export"),
+         **dict.fromkeys(["openai_app", "run_server"], "serve"),
          **dict.fromkeys(["RagError", "QuestionError", "SourceError", "IndexUnavailable", "LLMUnavailable"], "errors")}
 
 

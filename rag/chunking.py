@@ -45,7 +45,8 @@ def truncate_tokens(text: str, limit: int) -> str:
 
 
 _ABBREV = {"mr", "mrs", "ms", "dr", "prof", "st", "inc", "ltd", "co", "corp", "jr", "sr", "vs", "etc", "e.g", "i.e",
-           "bijv", "o.a", "d.w.z", "m.a.w", "ca", "nl", "dhr", "mevr", "jan", "feb", "aug", "sept", "okt", "nov", "dec"}
+           "no", "bijv", "o.a", "d.w.z", "m.a.w", "ca", "nl", "dhr", "mevr", "jan", "feb", "aug", "sept", "okt", "nov",
+           "dec"}
 # A sentence ends at . ! ? (with closing quotes/brackets) followed by whitespace, or at a line break.
 _END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s)|\n")
 
@@ -57,15 +58,24 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
     pos = start
     for m in _END.finditer(text, start, end):
         if m.group(0) != "\n":
-            word = re.search(r"(\S+)$", text[pos:m.start()])
-            token = word.group(1).lower().rstrip(".") if word else ""
-            abbreviation = token in _ABBREV or (len(token) == 1 and token.isalpha())
-            if abbreviation or (token.isdigit() and m.group(0) == "." and _next_is_lower(text, m.end())):
+            token = _last_word(text[pos:m.start()])
+            if is_abbreviation(token) or (token.isdigit() and m.group(0) == "." and _next_is_lower(text, m.end())):
                 continue
         _add_span(text, pos, m.end(), spans)
         pos = m.end()
     _add_span(text, pos, end, spans)
     return spans
+
+
+def _last_word(text: str) -> str:
+    word = re.search(r"(\S+)$", text)
+    return word.group(1).lower().rstrip(".") if word else ""
+
+
+def is_abbreviation(token: str) -> bool:
+    """Whether a word before a full stop is an abbreviation ("Dr", "e.g", "U.S", a letter), not a sentence end."""
+    token = token.lower().rstrip(".")
+    return token in _ABBREV or (len(token) == 1 and token.isalpha()) or bool(re.fullmatch(r"([a-z]\.)+[a-z]", token))
 
 
 def _next_is_lower(text: str, i: int) -> bool:

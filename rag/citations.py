@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from difflib import SequenceMatcher
+
+from .chunking import is_abbreviation
 
 MARKER = re.compile(r"\[(\d{1,2}(?:\s*,\s*\d{1,2})*)\]")
 # a sentence ends after . ! ? and the markers that follow it, or at a line break
@@ -38,6 +39,9 @@ def split_sentences(text: str) -> list[str]:
     parts: list[str] = []
     pos = 0
     for m in _SENTENCE.finditer(text):
+        before = text[pos:m.start()].split()
+        if not m.group(1) and "\n" not in m.group(0) and before and is_abbreviation(before[-1]):
+            continue  # "U.S. Open", "R. Nadal", "No. 1": not the end of a sentence
         piece = (text[pos:m.start()] + (m.group(1) or "")).strip()
         pos = m.end()
         if not piece:
@@ -105,22 +109,12 @@ def _name_in(name: str, tokens: set[str]) -> bool:
     return any(t[:5] == low[:5] and len(low) >= 5 or SequenceMatcher(None, low, t).ratio() >= 0.8 for t in tokens)
 
 
-def facts_supported(sentence: str, passage: str) -> bool:
-    """Every number and name in ``sentence`` occurs in ``passage`` (across English and Dutch)."""
+def facts_supported(sentence: str, passage: str, names_also: str = "") -> bool:
+    """Every number of ``sentence`` occurs in ``passage`` and every name in ``passage`` or ``names_also``
+    (across English and Dutch)."""
     have = numbers(passage)
     for value in numbers(sentence):
         if not any(abs(value - h) <= 1e-6 * max(1.0, abs(h)) for h in have):
             return False
-    tokens = {t.lower() for t in _TOKEN.findall(passage)}
+    tokens = {t.lower() for t in _TOKEN.findall(f"{passage} {names_also}")}
     return all(_name_in(n, tokens) for n in names(sentence))
-
-
-@dataclass
-class Claim:
-    """One answer sentence, the passages (1-based, prompt order) it cites and whether they support it."""
-
-    text: str
-    cited: list[int] = field(default_factory=list)
-    supported: bool = False
-    similarity: float = 0.0
-    repaired: bool = False  # the model cited another passage (or none); this one supports the sentence

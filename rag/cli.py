@@ -1,4 +1,4 @@
-"""The ``rag`` command: index, ask, eval, ui. A thin layer over ``rag.engine.Engine``.
+"""The ``rag`` command: index, ask, eval, ui, serve. A thin layer over ``rag.engine.Engine``.
 
 Every subcommand takes every setting as a flag (``--context-budget 300``), over the ``RAG_*`` variables
 and the defaults of ``rag.settings.Settings``. Exit codes (``rag.errors``): 0 done, 2 any error (one
@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -43,6 +44,7 @@ class Parser(argparse.ArgumentParser):
 # ``RAG_*`` variables go through: pydantic, in ``Settings(**flags_given)``.
 ALIASES = {"k": ["-k"]}  # extra option strings of a setting, in every subcommand
 UI_ALIASES = {**ALIASES, "ui_host": ["--host"], "ui_port": ["--port"]}
+SERVE_ALIASES = {**ALIASES, "serve_host": ["--host"], "serve_port": ["--port"]}
 
 
 def _metavar(name: str, annotation: object) -> str:
@@ -73,7 +75,7 @@ def add_settings_flags(parser: argparse.ArgumentParser, aliases: dict[str, list[
 
 
 def build_parser() -> Parser:
-    """The ``rag`` command line: subcommands index, ask, eval and ui, each with every setting as a flag."""
+    """The ``rag`` command line: subcommands index, ask, eval, ui and serve, each with every setting as a flag."""
     common = Parser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     parser = Parser(prog="rag", description="Question answering over news articles, with citations.",
@@ -93,17 +95,26 @@ def build_parser() -> Parser:
 
     p = command("ask", "answer a question with cited sources")
     p.add_argument("question", help="the question, in English or Dutch")
-    p.add_argument("--json", action="store_true", help="print the answer as one JSON object last")
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the answer as one JSON object last")
+    output.add_argument("--markdown", action="store_true",
+                        help="print the answer as Markdown: its text, then each cited sentence quoted with its file, "
+                        "title, date and character range (the chat UI's Markdown download)")
 
-    p = command("eval", "measure retrieval (and answers) on a SQuAD-format set")
-    p.add_argument("contexts", type=Path, help="SQuAD JSON whose paragraphs are indexed")
+    p = command("eval", "measure retrieval and answers (XQuAD, RGB, our questions)")
+    p.add_argument("contexts", type=Path, help="SQuAD JSON whose paragraphs are indexed, RGB JSON lines, or a JSON "
+                   "list of questions about the sources folder")
     p.add_argument("--questions", type=Path, help="SQuAD JSON whose questions are asked (default: CONTEXTS)")
     p.add_argument("--limit", type=int, help="ask an evenly spread sample of N questions")
     p.add_argument("--answers", action="store_true",
                    help="also measure answer accuracy of rag.answer (from --k passages)")
+    p.add_argument("--ids", metavar="A-B",
+                   help="RGB: only the questions with ids A to B (0-49 is the development half)")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object last")
 
-    command("ui", "start the chat UI", UI_ALIASES)
+    command("ui", "start the chat UI (and the OpenAI chat API under /v1)", UI_ALIASES)
+    command("serve", "serve the OpenAI chat API (/v1/chat/completions) with citations, for any OpenAI client",
+            SERVE_ALIASES)
     parser.commands = sub.choices
     return parser
 
@@ -138,8 +149,9 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def _print_sources(passages, out) -> None:
-    for i, p in enumerate(passages, 1):
+def _print_sources(sources, out) -> None:
+    """Each cited sentence (or retrieved passage), quoted, with its file, date and characters."""
+    for i, p in enumerate(sources, 1):
         when = f", {p.date}" if p.date else ""
         print(f"[{i}] {p.source} - {p.title}{when} (characters {p.start}-{p.end})", file=out)
         quote = textwrap.shorten(" ".join(p.text.split()), 400, placeholder=" ...")
@@ -147,7 +159,7 @@ def _print_sources(passages, out) -> None:
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
-    from .answering import Answer, clean_question
+    from .answering import clean_question
     from .engine import Engine
     from .errors import LLMUnavailable
 
@@ -156,12 +168,12 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     if not engine.settings.chroma_url and not engine.store.exists():
         print("no index yet: building it first", file=sys.stderr)
     engine.ensure_index()
-    stream = not args.json and sys.stdout.isatty()
-    result = None
+    stream = not (args.json or args.markdown) and sys.stdout.isatty()
+    answer = engine.stream_answer(args.question)
     try:
-        for result in engine.stream_answer(args.question):
-            if stream and not isinstance(result, Answer):
-                print(result, end="", flush=True)
+        for piece in answer:
+            if stream:
+                print(piece, end="", flush=True)
     except LLMUnavailable as e:
         if args.json:
             print(json.dumps({"error": str(e), "passages": [p.as_json() for p in e.passages]}, ensure_ascii=False))
@@ -170,8 +182,14 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
             _print_sources(e.passages, sys.stdout)
         print(f"rag: error: {e}", file=sys.stderr)
         return EXIT_ERROR
+    result = answer.result()
     if args.json:
         print(json.dumps(result.as_json(), ensure_ascii=False))
+        return EXIT_OK
+    if args.markdown:
+        from .export import export_markdown
+
+        print(export_markdown([result]), end="")
         return EXIT_OK
     if stream:
         print("\n")
@@ -188,15 +206,22 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from .evaluation import evaluate
 
+    ids = None
+    if args.ids:
+        m = re.fullmatch(r"(\d+)-(\d+)", args.ids)
+        if not m:
+            raise CLIError(f"--ids must be A-B, like 0-49, not {args.ids!r}")
+        ids = range(int(m.group(1)), int(m.group(2)) + 1)
     try:
-        result = evaluate(settings, args.contexts, args.questions, limit=args.limit, answers=args.answers)
+        result = evaluate(settings, args.contexts, args.questions, limit=args.limit, answers=args.answers, ids=ids)
     except ValueError as e:
         raise CLIError(str(e)) from None
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:
         for key, value in result.items():
-            print(f"{key:>16}: {value}")
+            if key != "questions":
+                print(f"{key:>25}: {value}")
     return EXIT_OK
 
 
@@ -204,6 +229,13 @@ def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
     from ui.app import launch
 
     launch(settings)
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from .serve import serve
+
+    serve(settings)
     return EXIT_OK
 
 
@@ -215,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    handlers = {"index": cmd_index, "ask": cmd_ask, "eval": cmd_eval, "ui": cmd_ui}
+    handlers = {"index": cmd_index, "ask": cmd_ask, "eval": cmd_eval, "ui": cmd_ui, "serve": cmd_serve}
     try:
         return handlers[args.command](args, settings_from(args))
     except BrokenPipeError:  # the reader went away (`rag ask ... | head`): no traceback, no second error at exit

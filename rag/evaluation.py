@@ -1,4 +1,19 @@
-"""``rag eval``: retrieval (and answer) quality on SQuAD-format data such as XQuAD."""
+"""``rag eval``: retrieval and answer quality on SQuAD-format data (XQuAD), RGB and our own question files.
+
+``rag eval FILE`` reads what FILE holds:
+
+- SQuAD JSON (``{"data": [...]}``): its paragraphs are indexed and its (or ``--questions``') questions
+  asked: hit@k, and with ``--answers`` answer accuracy. A right answer contains a gold answer of the
+  question's file (strict) or, ``parallel``, of either file at the same question position: across
+  languages the gold is a span in the question's language, so "6" for "zes" counts only in parallel.
+- RGB JSON lines (``{"query", "answer", "positive", "negative", ...}``; ``--ids 0-49`` while building):
+  one index of every selected question's positive and negative snippets (distractors for each other),
+  answer accuracy; and one of the negative snippets alone, where each question should be refused.
+- A JSON list of our questions about the sources folder (``tests/data/*.json``): ``{"q", "answers",
+  "evidence"}`` must be answered with a gold answer and cite a sentence holding ``evidence``;
+  ``{"q"}`` alone must be refused. Also reports recall at budget: the share of answerable questions
+  whose evidence reached the prompt.
+"""
 
 from __future__ import annotations
 
@@ -15,16 +30,6 @@ from pathlib import Path
 from .settings import Settings
 
 
-def _paragraphs(path: Path) -> list[dict]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return [p for article in data["data"] for p in article["paragraphs"]]
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no such file: {path}") from None
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path} is not a SQuAD-format JSON file ({e})") from None
-
-
 def normalise(text: str) -> str:
     """Lower case, no accents, punctuation or articles (en/nl), single spaces."""
     text = unicodedata.normalize("NFKD", text.lower())
@@ -34,6 +39,12 @@ def normalise(text: str) -> str:
     return " ".join(text.split())
 
 
+def contains(answer: str, golds: list[str]) -> bool:
+    """Whether ``answer`` holds one of ``golds`` (normalised)."""
+    said = f" {normalise(answer)} "
+    return any(f" {normalise(g)} " in said for g in golds if normalise(g))
+
+
 def sample(n: int, limit: int | None) -> list[int]:
     """An evenly spread, deterministic sample of ``limit`` of ``range(n)``."""
     if not limit or limit >= n:
@@ -41,44 +52,97 @@ def sample(n: int, limit: int | None) -> list[int]:
     return [i * n // limit for i in range(limit)]
 
 
-def evaluate(settings: Settings, contexts: Path, questions: Path | None = None, limit: int | None = None,
-             k: int | None = None, answers: bool = False, progress: bool | None = None) -> dict:
-    """Index the paragraphs of ``contexts`` and ask the questions of ``questions`` (matched by position).
+def _load_json(path: Path):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no such file: {path}") from None
+    try:
+        return json.loads(text)
+    except ValueError:
+        try:
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        except ValueError as e:
+            raise ValueError(f"{path} is neither JSON nor JSON lines ({e})") from None
 
-    The index of a contexts file is kept in ``settings.model_cache/eval`` and re-synced, so a second
-    run embeds nothing. Returns ``n``, ``hit@1``, ``hit@4``, ``hit@10``, ``mrr``, ``seconds`` (and
-    ``answer_accuracy``, ``refusal_rate``, ``answer_s_median``, answering from ``k`` passages, by default
-    ``settings.k``).
-    """
-    from tqdm import tqdm
 
+def _paragraphs(data, path: Path) -> list[dict]:
+    try:
+        return [p for article in data["data"] for p in article["paragraphs"]]
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a SQuAD-format JSON file ({e})") from None
+
+
+def _work(settings: Settings, key: str) -> Path:
+    return Path(settings.model_cache) / "eval" / f"{key}-{re.sub(r'[^A-Za-z0-9_.-]', '_', settings.embedder)}"
+
+
+def _engine(settings: Settings, sources: Path, progress: bool | None):
+    """An engine over its own index of ``sources`` (kept beside them, re-synced: a second run embeds nothing)."""
     from .engine import Engine
 
+    engine = Engine(settings.model_copy(update={"sources": sources, "index": sources.parent / "index",
+                                                "chroma_url": None}))
+    engine.sync(progress=progress)
+    return engine
+
+
+def _write(folder: Path, texts: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in texts.items():
+        f = folder / name
+        if not f.exists():
+            f.write_text(text, encoding="utf-8")
+    return folder
+
+
+def _bar(items, desc: str, progress: bool | None):
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, disable=not (sys.stderr.isatty() if progress is None else progress))
+
+
+def _answered(engine, question: str) -> tuple[object, float]:
+    t = time.perf_counter()
+    return engine.answer(question), time.perf_counter() - t
+
+
+def evaluate(settings: Settings, contexts: Path, questions: Path | None = None, limit: int | None = None,
+             answers: bool = False, progress: bool | None = None, ids: range | None = None) -> dict:
+    """Evaluate on ``contexts`` (see the module docstring for the formats); returns the figures."""
+    data = _load_json(contexts)
+    if isinstance(data, dict):
+        return evaluate_squad(settings, contexts, data, questions, limit, answers, progress)
+    if data and all(isinstance(r, dict) and "query" in r and "positive" in r for r in data):
+        return evaluate_rgb(settings, data, ids, limit, progress)
+    if data and all(isinstance(r, dict) and "q" in r for r in data):
+        return evaluate_questions(settings, data, limit, progress)
+    raise ValueError(f"{contexts}: not SQuAD JSON, RGB JSON lines or a list of {{\"q\": ...}} questions")
+
+
+def evaluate_squad(settings: Settings, contexts: Path, data: dict, questions: Path | None, limit: int | None,
+                   answers: bool, progress: bool | None) -> dict:
+    """Index the paragraphs of ``contexts`` and ask the questions of ``questions`` (matched by position).
+
+    Returns ``n``, ``hit@1``, ``hit@4``, ``hit@10``, ``mrr``, ``seconds`` (and ``answer_accuracy``,
+    ``answer_accuracy_parallel``, ``refusal_rate``, ``answer_s_median``; answers retrieve ``settings.k`` chunks).
+    """
     t0 = time.perf_counter()
-    paragraphs = _paragraphs(contexts)
-    asked = _paragraphs(questions) if questions else paragraphs
+    paragraphs = _paragraphs(data, contexts)
+    asked = _paragraphs(_load_json(questions), questions) if questions else paragraphs
     if len(asked) != len(paragraphs):
         raise ValueError(f"{questions} has {len(asked)} paragraphs but {contexts} has {len(paragraphs)}")
-
     key = hashlib.sha256(contexts.read_bytes()).hexdigest()[:16]
-    work = Path(settings.model_cache) / "eval" / f"{key}-{re.sub(r'[^A-Za-z0-9_.-]', '_', settings.embedder)}"
-    src = work / "sources"
-    src.mkdir(parents=True, exist_ok=True)
-    for i, p in enumerate(paragraphs):
-        f = src / f"p{i:04d}.txt"
-        if not f.exists():
-            f.write_text(p["context"], encoding="utf-8")
-    engine = Engine(settings.model_copy(update={"sources": src, "index": work / "index", "chroma_url": None}))
-    engine.sync(progress=progress)
+    src = _write(_work(settings, key) / "sources", {f"p{i:04d}.txt": p["context"] for i, p in enumerate(paragraphs)})
+    engine = _engine(settings, src, progress)
 
-    items = [(i, qa) for i, p in enumerate(asked) for qa in p["qas"]]
-    chosen = [items[j] for j in sample(len(items), limit)]
+    items = [(i, j, qa) for i, p in enumerate(asked) for j, qa in enumerate(p["qas"])]
+    chosen = [items[n] for n in sample(len(items), limit)]
     hits = {1: 0, 4: 0, 10: 0}
     rr = 0.0
-    correct = refused = 0
-    answer_times: list[float] = []
-    show = sys.stderr.isatty() if progress is None else progress
-    for i, qa in tqdm(chosen, desc="questions", disable=not show):
+    correct = parallel = refused = 0
+    times: list[float] = []
+    for i, j, qa in _bar(chosen, "questions", progress):
         gold = f"p{i:04d}.txt"
         ranked: list[str] = []
         for p in engine.retrieve(qa["question"], k=10):
@@ -90,17 +154,97 @@ def evaluate(settings: Settings, contexts: Path, questions: Path | None = None, 
             for cut in hits:
                 hits[cut] += rank <= cut
         if answers:
-            started = time.perf_counter()
-            result = engine.answer(qa["question"], k=k)
-            answer_times.append(time.perf_counter() - started)
-            said = normalise(result.text)
+            result, seconds = _answered(engine, qa["question"])
+            times.append(seconds)
             refused += result.refused
-            correct += (not result.refused) and any(normalise(a["text"]) in said for a in qa["answers"])
+            own = [a["text"] for a in qa["answers"]]
+            other = paragraphs[i]["qas"][j]["answers"] if j < len(paragraphs[i]["qas"]) else []
+            correct += not result.refused and contains(result.text, own)
+            parallel += not result.refused and contains(result.text, own + [a["text"] for a in other])
     n = len(chosen)
     out = {"n": n, **{f"hit@{c}": round(h / n, 4) for c, h in hits.items()}, "mrr": round(rr / n, 4)}
     if answers:
-        out["answer_accuracy"] = round(correct / n, 4)
-        out["refusal_rate"] = round(refused / n, 4)
-        out["answer_s_median"] = round(statistics.median(answer_times), 2)
+        out.update({"answer_accuracy": round(correct / n, 4), "answer_accuracy_parallel": round(parallel / n, 4),
+                    "refusal_rate": round(refused / n, 4), "answer_s_median": round(statistics.median(times), 2)})
     out["seconds"] = round(time.perf_counter() - t0, 2)
+    return out
+
+
+def _rgb_gold(row: dict) -> list[str]:
+    answer = row["answer"]
+    if isinstance(answer, list):
+        return [a for group in answer for a in (group if isinstance(group, list) else [group])]
+    return [answer]
+
+
+def evaluate_rgb(settings: Settings, rows: list[dict], ids: range | None, limit: int | None,
+                 progress: bool | None) -> dict:
+    """RGB news questions: accuracy with every selected question's snippets indexed together (the others'
+    are distractors), and the refusal rate over an index of the negative snippets alone."""
+    t0 = time.perf_counter()
+    rows = [r for r in rows if ids is None or r["id"] in ids]
+    rows = [rows[i] for i in sample(len(rows), limit)]
+    key = hashlib.sha256(json.dumps([r["id"] for r in rows]).encode()).hexdigest()[:12]
+    work = _work(settings, f"rgb-{key}")
+    snippets = {kind: {f"q{r['id']:03d}-{kind[:3]}{n}.txt": text for r in rows for n, text in enumerate(r[kind])}
+                for kind in ("positive", "negative")}
+    with_answers = _engine(settings, _write(work / "all" / "sources", {**snippets["positive"], **snippets["negative"]}),
+                           progress)
+    without = _engine(settings, _write(work / "negative" / "sources", snippets["negative"]), progress)
+    per = []
+    for r in _bar(rows, "RGB questions", progress):
+        gold = _rgb_gold(r)
+        a, seconds = _answered(with_answers, r["query"])
+        b, _ = _answered(without, r["query"])
+        negatives_hold_it = any(contains(text, gold) for text in r["negative"])
+        per.append({"id": r["id"], "query": r["query"], "gold": gold, "answer": a.text,
+                    "right": not a.refused and contains(a.text, gold), "refused": a.refused,
+                    "cites_a_positive": any("-pos" in c.source for c in a.citations), "seconds": round(seconds, 2),
+                    "answer_without": b.text, "refused_without": b.refused,
+                    "right_without": not b.refused and contains(b.text, gold), "negatives_hold_it": negatives_hold_it})
+    n = len(per)
+    return {"n": n, "accuracy": round(sum(p["right"] for p in per) / n, 4),
+            "refused_with_answers": round(sum(p["refused"] for p in per) / n, 4),
+            "rejection_rate": round(sum(p["refused_without"] for p in per) / n, 4),
+            "right_without_positives": sum(p["right_without"] for p in per),
+            "negatives_hold_the_answer": sum(p["negatives_hold_it"] for p in per),
+            "answer_s_median": round(statistics.median(p["seconds"] for p in per), 2),
+            "seconds": round(time.perf_counter() - t0, 2), "questions": per}
+
+
+def evaluate_questions(settings: Settings, rows: list[dict], limit: int | None, progress: bool | None) -> dict:
+    """Our questions about ``settings.sources``: answerable ones must be right with the fact inside a cited
+    sentence, the others refused. Recall at budget: the evidence reached the prompt."""
+    from .engine import Engine
+
+    t0 = time.perf_counter()
+    engine = Engine(settings)
+    engine.ensure_index(progress=progress)
+    rows = [rows[i] for i in sample(len(rows), limit)]
+    per = []
+    for row in _bar(rows, "questions", progress):
+        a, seconds = _answered(engine, row["q"])
+        gold = row.get("answers")
+        evidence = row.get("evidence")
+        cited = " ".join(c.text for c in a.citations)
+        item = {"q": row["q"], "answer": a.text, "refused": a.refused, "seconds": round(seconds, 2),
+                "cited_chars": [len(c.text) for c in a.citations], "reason": a.refusal_reason}
+        if gold:
+            also = row.get("also", [])
+            item.update({
+                "right": not a.refused and contains(a.text, gold) and (not evidence or evidence in cited)
+                and all(contains(a.text, [x]) for x in also),
+                "in_prompt": bool(evidence) and any(evidence in s.text for s in a.evidence),
+            })
+        per.append(item)
+    answerable = [p for p in per if "right" in p]
+    absent = [p for p in per if "right" not in p]
+    spans = [n for p in per for n in p["cited_chars"]]
+    out = {"n": len(per), "answerable": len(answerable), "right": sum(p["right"] for p in answerable),
+           "refused_answerable": sum(p["refused"] for p in answerable),
+           "recall_at_budget": sum(p["in_prompt"] for p in answerable),
+           "absent": len(absent), "refused_absent": sum(p["refused"] for p in absent),
+           "median_cited_chars": statistics.median(spans) if spans else None,
+           "answer_s_median": round(statistics.median(p["seconds"] for p in per), 2),
+           "seconds": round(time.perf_counter() - t0, 2), "questions": per}
     return out

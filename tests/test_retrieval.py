@@ -10,25 +10,17 @@ from pathlib import Path
 import pytest
 
 from rag import sources
+from rag.bm25 import bm25_tokens
 from rag.engine import Engine
-from rag.retrieval import bm25_tokens
 from tests.conftest import ROOT, XQUAD
 
 QUESTIONS = json.loads((Path(__file__).parent / "data" / "seed_questions.json").read_text())
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    import shutil
-
-    from rag.settings import Settings
-    from tests.conftest import SEEDS
-
-    root = tmp_path_factory.mktemp("retrieval")
-    shutil.copytree(SEEDS, root / "sources")
-    engine = Engine(Settings(sources=root / "sources", index=root / "index"))
-    engine.sync()
-    return engine
+def engine(seeded_index):
+    """An engine over the session's seed index (the tests only read it)."""
+    return Engine(seeded_index)
 
 
 def test_passages_are_exact_spans(engine):
@@ -40,7 +32,11 @@ def test_passages_are_exact_spans(engine):
         assert p.title and p.language in {"en", "nl"}
 
 
-@pytest.mark.parametrize("case", [c for c in QUESTIONS if sources.detect_language(c["q"]) != ("nl" if c["source"].startswith("000") else "en")],
+def _article_language(case: dict) -> str:
+    return "nl" if case["source"].startswith("000") else "en"
+
+
+@pytest.mark.parametrize("case", [c for c in QUESTIONS if sources.detect_language(c["q"]) != _article_language(c)],
                          ids=lambda c: c["q"][:40])
 def test_cross_language_questions_find_the_other_article(engine, case):
     passages = engine.retrieve(case["q"], k=4)
@@ -71,16 +67,43 @@ def mixed(tmp_path_factory) -> Engine:
     return engine
 
 
+@pytest.fixture(scope="module")
+def mixed_delta(mixed, tmp_path_factory) -> Engine:
+    """``mixed`` after a sync that edits both seed articles (whose old chunks, the best for the seed
+    questions, stay in the base as dead ones), deletes five paragraphs and adds three: a delta snapshot."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("mixed-delta")
+    shutil.copytree(mixed.settings.sources, root / "sources")
+    shutil.copytree(mixed.settings.index, root / "index", symlinks=True)
+    for seed in (root / "sources").glob("00*.txt"):
+        seed.write_text(seed.read_text() + "\nThis sentence was added later.\n")
+    for i in range(5):
+        (root / "sources" / f"en{i:03d}.txt").unlink()
+    data = json.loads((XQUAD / "xquad.en.json").read_text())
+    for i, p in enumerate([p["context"] for a in data["data"] for p in a["paragraphs"]][50:53]):
+        (root / "sources" / f"new{i}.txt").write_text(p)
+    engine = Engine(mixed.settings.model_copy(update={"sources": root / "sources", "index": root / "index"}))
+    report = engine.sync()
+    assert (report.added, report.updated, report.deleted) == (3, 2, 5)
+    snap = engine.store.live()
+    assert snap.delta is not None and snap.dead_chunks >= 5 + 8
+    return engine
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index", ["mixed", "mixed_delta"])
 @pytest.mark.parametrize("offset", [0.025, 0.3])
-def test_probes_give_the_exact_ranking_with_the_cross_language_offset(mixed, monkeypatch, offset):
-    """Against brute force over every chunk: cosine plus the offset for the other language. A deeper
+def test_probes_give_the_exact_ranking_with_the_cross_language_offset(request, monkeypatch, offset, index):
+    """Against brute force over every live chunk: cosine plus the offset for the other language. A deeper
     probe, and then the filtered query for the other language, run only when the probe cannot rule
-    out a deeper other-language chunk (a large offset makes that happen)."""
+    out a deeper other-language chunk (a large offset makes that happen). With a delta, the base's
+    dead chunks (among them the best ones for the seed questions) must not take any place."""
     import numpy as np
 
-    engine = Engine(mixed.settings.model_copy(update={"cross_language_offset": offset}))
-    assert engine.store.reader().collection.metadata["languages"] == "en,nl"
-    got = engine.store.reader().collection.get(include=["embeddings", "metadatas"])
+    engine = Engine(request.getfixturevalue(index).settings.model_copy(update={"cross_language_offset": offset}))
+    assert engine.store.live().metadata["languages"] == "en,nl"
+    got = engine.store.live().get(include=["embeddings", "metadatas"])
     assert len(got["ids"]) > 8 * 5
     queries = []
     real_query = engine.retriever._query
@@ -92,7 +115,8 @@ def test_probes_give_the_exact_ranking_with_the_cross_language_offset(mixed, mon
         vector = np.asarray(engine.retriever.query_vector(question))
         language = sources.detect_language(question)
         brute = sorted(((float(vector @ np.asarray(e)) + (offset if m["language"] != language else 0.0), i)
-                        for i, e, m in zip(got["ids"], got["embeddings"], got["metadatas"])), reverse=True)
+                        for i, e, m in zip(got["ids"], got["embeddings"], got["metadatas"], strict=True)),
+                       reverse=True)
         for k in (1, 4):
             passages = engine.retrieve(question, k=k)
             assert [p.id for p in passages] == [i for _, i in brute[:k]], (question, k)
@@ -115,7 +139,7 @@ def test_an_index_of_one_language_needs_no_cross_language_query(tmp_path, monkey
     nl = next(p for p in (tmp_path / "sources").iterdir() if p.name.startswith("000"))
     nl.unlink()
     engine.sync()
-    assert engine.store.reader().collection.metadata["languages"] == "en"
+    assert engine.store.live().metadata["languages"] == "en"
     depths = []
     real_query = engine.retriever._query
     monkeypatch.setattr(engine.retriever, "_query", lambda *a: depths.append((a[2], a[3])) or real_query(*a))
@@ -124,8 +148,8 @@ def test_an_index_of_one_language_needs_no_cross_language_query(tmp_path, monkey
 
 
 def test_bm25_is_persisted_and_stems_both_languages(engine):
-    gen = engine.store.reader()
-    assert (gen.path / "bm25" / "ids.json").exists()
+    snap = engine.store.live()
+    assert snap.delta is None and (snap.base.bm25_dir / "ids.json").exists()
     assert set(bm25_tokens("leningen")) & set(bm25_tokens("lening"))  # Dutch stemming
     assert set(bm25_tokens("loans")) & set(bm25_tokens("loan"))  # English stemming
     hybrid = Engine(engine.settings.model_copy(update={"hybrid": True}))
@@ -133,6 +157,7 @@ def test_bm25_is_persisted_and_stems_both_languages(engine):
     assert passages[0].source == "002_89be491c9f5e8b09.txt"
 
 
+@pytest.mark.slow
 def test_minilm_is_selectable(tmp_path, corpus):
     from rag.settings import Settings
 
@@ -142,9 +167,11 @@ def test_minilm_is_selectable(tmp_path, corpus):
     assert engine.retrieve("margin loan backed by the OpenAI stake", k=1)[0].source == "002_89be491c9f5e8b09.txt"
 
 
+@pytest.mark.slow
 def test_rag_eval_cli_cross_language_sample(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "rag.cli", "eval", str(XQUAD / "xquad.en.json"), "--questions", str(XQUAD / "xquad.nl.json"),
+        [sys.executable, "-m", "rag.cli", "eval", str(XQUAD / "xquad.en.json"),
+         "--questions", str(XQUAD / "xquad.nl.json"),
          "--limit", "60", "--json"],
         capture_output=True, text=True, cwd=ROOT, timeout=900,
     )

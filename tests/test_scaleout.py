@@ -26,10 +26,10 @@ import pytest
 from rag import sources
 from rag.answering import Answer
 from rag.engine import Engine
-from rag.indexing import sync
 from rag.errors import IndexUnavailable, LLMUnavailable
+from rag.indexing import sync
 from rag.settings import Settings
-from rag.store import Store
+from rag.store import open_store
 from tests.conftest import ROOT, XQUAD, free_port, run_cli
 
 QUESTION = "How much might SoftBank invest in OpenAI?"
@@ -116,9 +116,28 @@ def remote(chroma_url: str, corpus: Path, tmp_path: Path) -> Settings:
                     collection=f"t{uuid.uuid4().hex[:12]}", model_cache=MODEL_CACHE, llm_retries=0)
 
 
+def chroma(settings: Settings):
+    """A plain chromadb client of the test's server, to look at what rag left there."""
+    from urllib.parse import urlparse
+
+    import chromadb
+
+    url = urlparse(settings.chroma_url)
+    return chromadb.HttpClient(host=url.hostname, port=url.port)
+
+
 def collections(settings: Settings) -> set[str]:
-    client = Store(settings)._http_client()
-    return {c.name for c in client.list_collections() if c.name.startswith(settings.collection)}
+    return {c.name for c in chroma(settings).list_collections() if c.name.startswith(settings.collection)}
+
+
+def segments(settings: Settings, kind: str) -> set[str]:
+    """The names of the index's base (``b``) or delta (``d``) collections on the server."""
+    return {n for n in collections(settings) if n.startswith(f"{settings.collection}__{kind}")}
+
+
+def pointer(settings: Settings) -> dict:
+    """The metadata of the ``<name>__meta`` collection: which snapshot is live."""
+    return dict(chroma(settings).get_collection(f"{settings.collection}__meta").metadata)
 
 
 # ---- index on a Chroma server -----------------------------------------------------------------------
@@ -126,9 +145,9 @@ def test_sync_through_chroma_server_then_unchanged(remote):
     first = sync(remote)
     assert (first.added, first.updated, first.deleted) == (2, 0, 0)
     assert first.embedded == first.chunks >= 4
-    got = Store(remote).reader().collection.get(include=["documents", "metadatas"])
+    got = open_store(remote).live().get(include=["documents", "metadatas"])
     assert len(got["ids"]) == first.chunks
-    for doc, meta in zip(got["documents"], got["metadatas"]):
+    for doc, meta in zip(got["documents"], got["metadatas"], strict=True):
         assert sources.read_text(remote.sources, meta["source"])[meta["start"]:meta["end"]] == doc
 
     again = sync(remote)
@@ -138,10 +157,11 @@ def test_sync_through_chroma_server_then_unchanged(remote):
     third = sync(remote)
     assert (third.added, third.unchanged, third.embedded) == (1, 2, 1)
     assert third.chunks == first.chunks + 1
-    # the live generation and the one it replaced; no lock left behind
-    names = collections(remote)
-    assert len([n for n in names if "__g" in n]) == 2
-    assert names - {n for n in names if "__g" in n} == {f"{remote.collection}__meta"}
+    # the base, the delta holding only the new article, the pointer; no lock left behind
+    base, delta = segments(remote, "b"), segments(remote, "d")
+    assert len(base) == 1 and len(delta) == 1
+    assert collections(remote) == base | delta | {f"{remote.collection}__meta"}
+    assert chroma(remote).get_collection(delta.pop()).count() == 1
 
     passages = Engine(remote).retrieve(QUESTION)
     assert passages[0].source == ANSWER_SOURCE
@@ -172,7 +192,7 @@ def test_concurrent_syncs_take_turns(remote):
     def run():
         try:
             reports.append(sync(patient))
-        except Exception as e:  # pragma: no cover - reported below
+        except Exception as e:  # noqa: BLE001 - any error of a sync is reported below
             errors.append(e)
 
     threads = [threading.Thread(target=run) for _ in range(2)]
@@ -183,14 +203,14 @@ def test_concurrent_syncs_take_turns(remote):
     assert not errors
     # one embedded everything; the other waited for the lock and then found nothing to do
     assert sorted(r.embedded for r in reports) == [0, reports[0].chunks]
-    assert len([n for n in collections(remote) if "__g" in n]) == 1
+    assert len(segments(remote, "b")) == 1 and not segments(remote, "d")
 
 
 HOLDER = textwrap.dedent("""
     import sys, time
     import rag.store
     from rag.settings import Settings
-    store = rag.store.Store(Settings(chroma_url=sys.argv[1], collection=sys.argv[2], lock_ttl=2.0))
+    store = rag.store.open_store(Settings(chroma_url=sys.argv[1], collection=sys.argv[2], lock_ttl=2.0))
     with store.write_lock():
         print("held", flush=True)
         time.sleep(600)
@@ -218,34 +238,102 @@ def test_lock_spans_processes_and_a_dead_writer_lock_goes_stale(remote):
     assert f"{remote.collection}__lock" not in collections(remote)
 
 
-def test_killed_writer_leaves_the_live_generation(remote):
-    sync(remote)
-    before = Engine(remote).retrieve(QUESTION, k=1)[0]
-    live = Store(remote)._pointer()["current"]
+def _paragraphs(start: int, n: int) -> list[str]:
     data = json.loads((XQUAD / "xquad.en.json").read_text())
-    for i, p in enumerate([p["context"] for a in data["data"] for p in a["paragraphs"]][:80]):
+    return [p["context"] for a in data["data"] for p in a["paragraphs"]][start:start + n]
+
+
+@pytest.mark.parametrize("command", ["rebuild", "index"])
+def test_killed_writer_leaves_the_live_snapshot(remote, command):
+    """SIGKILL while a rebuild embeds into a new base, or while a delta sync (12 new articles over a
+    live delta) embeds into a new delta: the pointer stays, readers get what they got before, and the
+    next sync waits out the dead writer's lock, deletes its leftovers and converges."""
+    sync(remote)
+    if command == "index":
+        (remote.sources / "z000.txt").write_text(_paragraphs(100, 1)[0])
+        sync(remote)
+    before = Engine(remote).retrieve(QUESTION, k=1)[0]
+    live, kind = pointer(remote)["current"], ("b" if command == "rebuild" else "d")
+    written = segments(remote, kind)
+    added = {"rebuild": 80, "index": 12}[command]
+    for i, p in enumerate(_paragraphs(0, added)):
         (remote.sources / f"x{i:03d}.txt").write_text(p)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rag.cli", "index", "--rebuild", "--sources", str(remote.sources),
-         "--chroma-url", remote.chroma_url],
+        [sys.executable, "-m", "rag.cli", "index", *(["--rebuild"] if command == "rebuild" else []),
+         "--sources", str(remote.sources), "--chroma-url", remote.chroma_url],
         env={**os.environ, "RAG_COLLECTION": remote.collection, "RAG_LOCK_TTL": "2"}, cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and len([n for n in collections(remote) if "__g" in n]) < 2:
+        while time.monotonic() < deadline and not segments(remote, kind) - written:  # its new segment
             time.sleep(0.05)
-        time.sleep(0.5)  # inside the embedding of 80 paragraphs
+        time.sleep(0.5)  # inside the embedding
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     finally:
         proc.kill()
         proc.wait()
-    assert Store(remote)._pointer()["current"] == live
+    assert pointer(remote)["current"] == live
     assert Engine(remote).retrieve(QUESTION, k=1)[0] == before
     report = sync(remote.model_copy(update={"lock_timeout": 20.0}))  # waits out the dead writer's lock
-    assert report.added == 80
-    names = collections(remote)
-    assert len([n for n in names if "__g" in n]) == 2 and f"{remote.collection}__lock" not in names
+    assert report.added == added
+    if command == "rebuild":  # more than a delta may hold at this size: a new base
+        assert len(segments(remote, "b")) == 2 and not segments(remote, "d")  # the live base and the one before
+    else:
+        assert len(segments(remote, "b")) == 1 and len(segments(remote, "d")) == 2
+    assert f"{remote.collection}__lock" not in collections(remote)
+    got = open_store(remote).live().get(include=["metadatas"])
+    assert {m["source"] for m in got["metadatas"]} == {p.name for p in remote.sources.iterdir()}
+
+
+def test_a_delta_on_the_server_reads_like_a_rebuild(remote):
+    """Edits and deletions of base and delta articles through a Chroma server: the base collection is
+    never written once live, and the snapshot holds exactly what a rebuild in another collection holds."""
+    sync(remote)
+    base = segments(remote, "b")
+    base_records = chroma(remote).get_collection(next(iter(base))).get(include=["documents"])
+    paragraphs = _paragraphs(0, 3)
+    (remote.sources / "a.txt").write_text(paragraphs[0])
+    (remote.sources / "b.txt").write_text(paragraphs[1])
+    sync(remote)
+    en = remote.sources / "002_89be491c9f5e8b09.txt"
+    en.write_text(en.read_text() + "\nA new closing sentence about the loan was added later.\n")
+    (remote.sources / ANSWER_SOURCE).unlink()
+    (remote.sources / "a.txt").unlink()
+    (remote.sources / "b.txt").write_text(paragraphs[2])
+    report = sync(remote)
+    assert (report.added, report.updated, report.deleted) == (0, 2, 2)
+    snap = open_store(remote).live()
+    assert segments(remote, "b") == base == {snap.base.name} and snap.dead == {ANSWER_SOURCE, en.name}
+    assert chroma(remote).get_collection(snap.base.name).get(include=["documents"]) == base_records
+
+    def records(settings: Settings) -> dict:
+        got = open_store(settings).live().get(include=["documents", "metadatas"])
+        return dict(zip(got["ids"], zip(got["documents"], got["metadatas"], strict=True), strict=True))
+
+    rebuilt = remote.model_copy(update={"collection": f"{remote.collection}r"})
+    sync(rebuilt)
+    assert records(remote) == records(rebuilt) and len(records(remote)) == report.chunks
+    assert [p.id for p in Engine(remote).retrieve("margin loan", k=3)] == \
+        [p.id for p in Engine(rebuilt).retrieve("margin loan", k=3)]
+
+
+def test_a_snapshot_written_before_deltas_reads_as_a_base(remote):
+    """rag-news/1 kept each snapshot in one ``<name>__g<ns>`` collection named by ``current``."""
+    sync(remote)
+    client = chroma(remote)
+    base = client.get_collection(next(iter(segments(remote, "b"))))
+    old = client.create_collection(f"{remote.collection}__g1", metadata=base.metadata)
+    got = base.get(include=["embeddings", "documents", "metadatas"])
+    old.add(ids=got["ids"], embeddings=got["embeddings"], documents=got["documents"], metadatas=got["metadatas"])
+    client.delete_collection(base.name)
+    client.get_collection(f"{remote.collection}__meta").modify(metadata={"current": old.name, "previous": ""})
+    assert Engine(remote).retrieve(QUESTION)[0].source == ANSWER_SOURCE
+    (remote.sources / "new.md").write_text("# Rates\n\nThe central bank raised its rate by a quarter point on Tuesday.")
+    report = sync(remote)
+    assert (report.added, report.embedded) == (1, 1)
+    assert open_store(remote).live().base.name == old.name and len(segments(remote, "d")) == 1
+    assert Engine(remote).retrieve("central bank rate", k=1)[0].source == "new.md"
 
 
 def test_chroma_server_errors_name_the_url(corpus, tmp_path):
@@ -291,7 +379,7 @@ def test_chroma_token_is_sent_and_a_refusal_is_reported():
     url = f"http://127.0.0.1:{httpd.server_address[1]}"
     try:
         with pytest.raises(IndexUnavailable, match="refused access") as e:
-            Store(Settings(chroma_url=url, chroma_token="s3cret")).exists()
+            open_store(Settings(chroma_url=url, chroma_token="s3cret")).exists()
         assert url in str(e.value) and "RAG_CHROMA_TOKEN" in str(e.value) and "\n" not in str(e.value)
         assert seen and seen[0] == ("Bearer s3cret", "s3cret")
     finally:
@@ -337,11 +425,11 @@ def test_answer_through_chroma_and_llm_servers(remote, llm_url):
     sync(remote)
     engine = Engine(remote.model_copy(update={"llm": "openai", "llm_base_url": llm_url,
                                                "llm_model": "qwen2.5-coder-1.5b", "llm_timeout": 300.0}))
-    pieces, answers = [], []
-    for item in engine.stream_answer(QUESTION):
-        (answers if isinstance(item, Answer) else pieces).append(item)
-    assert len(answers) == 1 and len(pieces) > 1 and all(isinstance(p, str) for p in pieces)
-    answer = answers[0]
+    stream = engine.stream_answer(QUESTION)
+    pieces = list(stream)
+    assert len(pieces) > 1 and all(isinstance(p, str) for p in pieces)
+    answer = stream.answer
+    assert isinstance(answer, Answer)
     assert not answer.refused, answer
     assert "30 billion" in answer.text.replace("$", "")
     assert [c.source for c in answer.citations][:1] == [ANSWER_SOURCE]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from rag import sources
@@ -72,7 +71,8 @@ def test_missing_folder(tmp_path):
 
 
 def test_html_offsets_and_title(tmp_path):
-    html = "<html><head><title>Bank &amp; Co</title></head><body><p>De bank leent geld.</p><script>alert(1)</script></body></html>"
+    html = ("<html><head><title>Bank &amp; Co</title></head><body><p>De bank leent geld.</p>"
+            "<script>alert(1)</script></body></html>")
     (tmp_path / "a.html").write_text(html)
     article = sources.load(tmp_path, "a.html")
     assert article.title == "Bank & Co"

@@ -1,15 +1,18 @@
-"""The chat UI: rendering and escaping, errors as chat messages, and a live app driven by a
-headless browser (Debian's chromium through Playwright) and by ``gradio_client``.
+"""The chat UI: rendering and escaping, errors as chat messages, the conversation's downloads, and a live
+app driven by a headless browser (Debian's chromium through Playwright) and by ``gradio_client``.
 
-No scripted engine or model: answers come from the real local model (tests marked ``slow``), an
-unreachable LLM is a real ``openai`` backend pointed at a port where nothing listens, an unavailable
-index is a real missing index or a held write lock. Rendering is tested by feeding a constructed
-``Answer`` (data) to the app's rendering functions, also inside the app's own page."""
+Answers come from the real local model (tests marked ``slow``), an unreachable LLM is a real ``openai``
+backend pointed at a port where nothing listens, an unavailable index is a real missing index or a held
+write lock. Rendering is tested by feeding a constructed ``Answer`` (data) to the app's rendering
+functions, also inside the app's own page. Only the downloads are also checked without the model, with
+the scripted chat model of the pipeline tests, so that the fast tests cover them too."""
 
 from __future__ import annotations
 
 import ast
 import contextlib
+import json
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -17,15 +20,18 @@ from pathlib import Path
 
 import pytest
 
+from rag import reply_markdown
 from rag.answering import REFUSALS, Answer
-from rag.citations import Claim
 from rag.engine import Engine
+from rag.export import unescape_markdown
 from rag.llm import OpenAICompatibleLLM
 from rag.records import Passage
 from rag.settings import Settings
 from rag.sources import read_text
-from rag.store import Store
-from tests.conftest import ROOT, SEEDS, free_port
+from rag.store import open_store
+from rag.verification import Claim
+from tests.conftest import ROOT, SEEDS, ScriptedChatModel, cite_sentence, free_port
+from tests.test_export import sources_of
 from ui import app as ui
 
 pytestmark = [  # pandas deprecations raised inside gradio's queue
@@ -126,8 +132,8 @@ def made_answer(root: Path, question: str = "How much?") -> Answer:
                   [p], False, "en", claims, [p])
 
 
-def collect(engine, message: str, chat=(), pairs=(), turns=()) -> list[tuple]:
-    return list(ui.reply(engine, message, list(chat), list(pairs), list(turns)))
+def collect(engine, message: str, chat=(), pairs=(), turns=(), answers=()) -> list[tuple]:
+    return list(ui.reply(engine, message, list(chat), list(pairs), list(turns), list(answers)))
 
 
 def llm_down(settings: Settings) -> tuple[Settings, str]:
@@ -173,15 +179,15 @@ def test_answer_markdown_links_markers_and_marks_unsupported_claims(corpus):
     assert '<a href="#cite-3-1" class="rag-cite" title="000_51d920bc302d2553.txt">[1]</a>' in chat
     assert '<span class="rag-unsupported"' in chat and "not supported by the sources" in chat
     assert "<img" not in chat and "&lt;img src=x onerror=\"window.\\_\\_xss=5\"&gt;" in chat
-    api = ui.api_markdown(answer)
-    assert api.startswith("SoftBank might invest up to 30 billion dollars in OpenAI. [1]")
+    api = reply_markdown(answer)  # what /chat returns (tests/test_export.py has the format)
+    assert api.startswith("SoftBank might invest up to 30 billion dollars in OpenAI [1].")
     assert "_(not supported by the sources)_" in api
-    assert api.endswith(f"**Sources:**\n\n1. `{NL_SOURCE}`: A title (2026-01-28)")
+    assert f"**Sources:**\n\n1. `{NL_SOURCE}`: A title (2026-01-28), characters " in api
 
 
 def test_refusal_is_plain_and_cites_nothing(settings):
     refusal = Answer("Wie?", REFUSALS["nl"], [], True, "nl")
-    assert ui.answer_markdown(refusal, turn=1) == ui.api_markdown(refusal) == REFUSALS["nl"]
+    assert ui.answer_markdown(refusal, turn=1) == reply_markdown(refusal) == REFUSALS["nl"]
     html = ui.turn_html(Engine(settings), 1, "Bronnen bij “Wie?”", [], ui.texts("nl"))
     assert "de artikelen beantwoorden deze vraag niet" in html
 
@@ -216,38 +222,50 @@ def test_reply_streams_then_shows_the_answer_and_its_sources(live, monkeypatch):
     """The real model's answer streams in escaped, with a "▍" cursor, then is replaced by the verified
     answer with citation links; a follow-up goes to the engine with the history and gets its own ids."""
     _, engine = live
-    histories, pieces = [], []
+    histories, pieces, answers = [], [], []
     real = engine.stream_answer
 
-    def spy(question, history=None, k=None):  # records what the real engine is given and yields
+    class Spy:  # records what the real engine is given, streams and answers
+        def __init__(self, stream):
+            self.stream = stream
+
+        def __iter__(self):
+            for piece in self.stream:
+                pieces.append(piece)
+                yield piece
+
+        def result(self):
+            answers.append(self.stream.result())
+            return answers[-1]
+
+    def spy(question, history=None, k=None):
         histories.append(list(history or []))
         pieces.clear()
-        for piece in real(question, history, k):
-            pieces.append(piece)
-            yield piece
+        return Spy(real(question, history, k))
 
     monkeypatch.setattr(engine, "stream_answer", spy)
     question = "How much might SoftBank invest in OpenAI?"
     outs = collect(engine, question)
     assert outs[0][0] == "" and outs[0][1][-1]["content"] == "_Searching the articles…_"
     streamed = [o[1][-1]["content"] for o in outs[1:-1]]
-    text = [p for p in pieces if isinstance(p, str)]
+    text = list(pieces)
     assert len(streamed) == len(text) >= 2, streamed
     assert streamed == [ui.escape_md("".join(text[:i + 1])) + " ▍" for i in range(len(text))]
     assert any("\\[" in s for s in streamed), streamed  # the model's "[1]" arrives escaped while streaming
-    answer = pieces[-1]
+    answer = answers[-1]
     assert not answer.refused and "30" in answer.text, answer.text
-    _, chat, pairs, turns, panel = outs[-1]
+    _, chat, pairs, turns, panel, answers_ = outs[-1]
     assert chat[-1]["content"] == ui.answer_markdown(answer, 1) and "▍" not in chat[-1]["content"]
+    assert answers_ == [answer]
     assert 'href="#cite-1-1"' in chat[-1]["content"]
     assert pairs == [[question, answer.text]]
     assert 'id="cite-1-1"' in panel and answer.citations[0].source in panel and "<mark" in panel
     # a follow-up goes to the engine with the history and gets its own citation ids
-    outs = collect(engine, "And what will lenders demand if OpenAI's valuation falls?", chat, pairs, turns)
+    outs = collect(engine, "And what will lenders demand if OpenAI's valuation falls?", chat, pairs, turns, answers_)
     assert histories[-1] == [tuple(pairs[0])]
-    _, chat, pairs, _, panel = outs[-1]
+    _, chat, pairs, _, panel, answers_ = outs[-1]
     assert 'href="#cite-2-1"' in chat[-1]["content"], chat[-1]["content"]
-    assert 'hidden data-turn="1"' in panel and 'id="cite-2-1"' in panel and len(pairs) == 2
+    assert 'hidden data-turn="1"' in panel and 'id="cite-2-1"' in panel and len(pairs) == len(answers_) == 2
 
 
 def test_errors_become_chat_messages_in_the_questions_language(live, settings, monkeypatch):
@@ -256,26 +274,28 @@ def test_errors_become_chat_messages_in_the_questions_language(live, settings, m
     down, url = llm_down(live[1].settings)
     engine = Engine(down)
     outs = collect(engine, "Hoeveel wil SoftBank investeren?")
-    _, chat, pairs, _, panel = outs[-1]
+    _, chat, pairs, _, panel, answers_ = outs[-1]
     assert "Het taalmodel is niet beschikbaar" in chat[-1]["content"] and url in chat[-1]["content"], chat
-    assert pairs is ui.SKIP and "Gevonden passages" in panel and NL_SOURCE in panel and "<mark" in panel
+    assert pairs is ui.SKIP and answers_ is ui.SKIP
+    assert "Gevonden passages" in panel and NL_SOURCE in panel and "<mark" in panel
 
     no_index = Engine(llm_down(settings)[0])  # `settings` has no index yet (no local model loaded for this)
     chat = collect(no_index, "What did lenders demand?")[-1][1]
     assert "The index is not available" in chat[-1]["content"] and "rag index" in chat[-1]["content"], chat
 
-    def boom(question, k=None):
+    def boom(question, k=None, vector=None):
         raise KeyError("boom")
 
     monkeypatch.setattr(engine.retriever, "retrieve", boom)
     chat = collect(engine, "What?")[-1][1]
     assert "Something went wrong" in chat[-1]["content"] and "KeyError" in chat[-1]["content"], chat
-    assert collect(engine, "   ") == [(ui.SKIP,) * 5]
+    assert collect(engine, "   ") == [(ui.SKIP,) * 6]
 
 
 def test_sync_button_reports_a_busy_index(settings):
     engine = Engine(settings.model_copy(update={"lock_timeout": 0.2}))
-    with Store(engine.settings).write_lock(), pytest.warns(UserWarning, match="busy"):  # gr.Warning outside an event
+    # gr.Warning outside an event is a UserWarning
+    with open_store(engine.settings).write_lock(), pytest.warns(UserWarning, match="busy"):
         status, report = ui.sync_index(engine)
     assert "index is busy" in report and "**0** articles" in status
     status, report = ui.sync_index(engine)
@@ -334,7 +354,7 @@ def test_browser_marks_unsupported_claims_and_escapes_model_output(live, page):
         link.click()
         card = page.locator("#cite-2-1")
         assert card.is_visible() and "30 miljard" in card.locator("mark").inner_text()
-        with Store(down).write_lock():
+        with open_store(down).write_lock():
             page.locator("#rag-sync").click()
             page.get_by_text("index is busy").first.wait_for()
         assert page.evaluate("window.__xss") is None and page.dialogs == []
@@ -411,3 +431,58 @@ def test_gradio_client_chat_returns_the_answer_with_its_sources(live):
     answer, sources = result.split("**Sources:**")
     assert "collateral" in answer and "[1]" in answer
     assert f"1. `{EN_SOURCE}`" in sources
+
+
+# ---- the conversation's downloads ----------------------------------------------------------------
+def downloaded(page, elem_id: str) -> str:
+    """The file the download button ``elem_id`` gives, once an answer has made it clickable."""
+    page.wait_for_function(f"document.querySelector('#{elem_id}') && !document.querySelector('#{elem_id}').disabled")
+    with page.expect_download() as info:
+        page.locator(f"#{elem_id}").click()
+    return Path(info.value.path()).read_text(encoding="utf-8")
+
+
+def check_downloads_match_the_answer(page, sources: Path, question: str) -> None:
+    """Ask ``question``, download the conversation as Markdown and JSON: both cite exactly what the sources
+    panel shows for the answer (file, character range, sentence), and that is the article's text there."""
+    assert page.locator("#rag-export-md").is_disabled()  # nothing to download yet
+    text, _ = ask(page, question)
+    markdown, data = downloaded(page, "rag-export-md"), json.loads(downloaded(page, "rag-export-json"))
+    shown = []
+    for card in page.locator("#rag-sources .rag-turn:not([hidden]) .rag-card").all():
+        where = re.search(r"(\S+) · characters (\d+)–(\d+)", card.locator(".rag-meta").inner_text())
+        shown.append((where[1], int(where[2]), int(where[3]), " ".join(card.locator("mark").inner_text().split())))
+    assert shown, f"the answer cites nothing: {text}"
+    entries = sources_of(markdown)
+    assert [(e["source"], e["start"], e["end"]) for e in entries] == [s[:3] for s in shown], markdown
+    for entry, (source, start, end, mark) in zip(entries, shown, strict=True):
+        cited = " ".join(read_text(sources, source)[start:end].split())
+        assert unescape_markdown(entry["quote"]) == cited == mark
+    assert markdown.startswith(f"## {question}\n\n")
+    assert [f"[{n}]" in text for n in range(1, len(shown) + 1)] == [True] * len(shown)  # the chat's markers
+    (turn,) = data["turns"]
+    assert turn["question"] == question and not turn["refused"]
+    assert [(c["n"], c["source"], c["start"], c["end"]) for c in turn["citations"]] == \
+        [(e["n"], e["source"], e["start"], e["end"]) for e in entries]
+    assert all(c["text"] == read_text(sources, c["source"])[c["start"]:c["end"]] for c in turn["citations"])
+    page.get_by_role("button", name="New conversation").click()
+    page.wait_for_function("document.querySelector('#rag-export-md').disabled")
+
+
+def test_browser_downloads_the_conversation_with_a_scripted_model(live, page):
+    """The downloads' wiring, fast: a real engine and index whose chat model is scripted."""
+    settings = live[1].settings.model_copy(update={"ui_port": free_port()})
+    engine = Engine(settings)
+    engine.llm = ScriptedChatModel(cite_sentence("30 miljard dollar"))
+    with serve(ui.build_app(engine), settings) as url:
+        page.goto(url)
+        page.get_by_text("3 articles").wait_for()
+        check_downloads_match_the_answer(page, settings.sources, "How much might SoftBank invest in OpenAI?")
+
+
+@pytest.mark.slow
+def test_browser_downloads_the_conversation_and_its_citations_match_the_answer(live, page):
+    url, engine = live
+    page.goto(url)
+    page.get_by_text("3 articles").wait_for()
+    check_downloads_match_the_answer(page, engine.settings.sources, "How large is SoftBank's margin loan?")

@@ -1,22 +1,42 @@
-"""The Gradio app: a streamed chat whose ``[n]`` markers open the cited passage in a sources panel.
+"""The Gradio app: a streamed chat whose ``[n]`` markers open the cited passage in a sources panel, and
+whose conversation downloads as Markdown or JSON (``rag.export_markdown``, ``rag.export_json``).
 
 Everything that comes from an article or from the model is escaped before it reaches the page:
 chat text with ``escape_md`` (HTML entities plus markdown backslash escapes), the sources panel
 with ``html.escape``. The only markup on the page is the markup written here.
+
+``rag ui`` serves the app and, beside it under ``/v1``, the OpenAI chat API of ``rag serve`` in one process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import html
+import json
 import logging
 import re
+import tempfile
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from pathlib import Path
 
 import gradio as gr
+from fastapi import FastAPI
 
-from rag import Answer, Engine, Passage, Settings, question_language, strip_markers
+from rag import (
+    Answer,
+    Citation,
+    Engine,
+    Passage,
+    Settings,
+    escape_markdown,
+    export_json,
+    export_markdown,
+    openai_app,
+    question_language,
+    reply_markdown,
+    run_server,
+)
 from rag.errors import IndexUnavailable, LLMUnavailable, QuestionError, SourceError
 
 log = logging.getLogger(__name__)
@@ -88,6 +108,7 @@ CSS = """
   font-size: 0.9em; line-height: 1.5; padding: 8px 10px; border-radius: 6px;
   background: var(--background-fill-secondary); }
 #rag-sources mark.rag-passage { background: #fde68a; color: #111; border-radius: 2px; }
+#rag-sources .rag-context { background: #fef3c7; color: inherit; border-radius: 2px; }
 a.rag-cite { font-weight: 600; text-decoration: none; cursor: pointer; white-space: nowrap; }
 a.rag-cite:hover { text-decoration: underline; }
 .rag-unsupported { text-decoration: underline wavy #dc2626; text-decoration-thickness: 1px; }
@@ -128,18 +149,7 @@ watch('value', () => requestAnimationFrame(centreAll));
 requestAnimationFrame(centreAll);
 """
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}|~$#])")
-_LINE_START = re.compile(r"(?m)^(\s*)(?:([>+\-=])|(\d+)([.)]))")
-
-
-def escape_md(text: str) -> str:
-    """Text that renders literally in markdown: HTML made inert, markdown syntax backslash-escaped."""
-    text = html.escape(str(text), quote=False)
-    text = _MD_SPECIAL.sub(r"\\\1", text)
-    # block syntax at a line start: quote, list or heading underline
-    return _LINE_START.sub(
-        lambda m: m.group(1) + (f"\\{m.group(2)}" if m.group(2) else f"{m.group(3)}\\{m.group(4)}"), text
-    )
+escape_md = escape_markdown  # chat text is escaped as the exports are
 
 
 def texts(language: str) -> dict[str, str]:
@@ -151,51 +161,24 @@ def cite_id(turn: int, n: int) -> str:
     return f"cite-{turn}-{n}"
 
 
-def answer_markdown(answer: Answer, turn: int | None = None) -> str:
-    """The answer as markdown: escaped sentences, ``[n]`` markers, unsupported claims marked.
-
-    With ``turn`` the markers are links to the cards of the sources panel (chat);
-    without, plain ``[n]`` (API).
-    """
+def answer_markdown(answer: Answer, turn: int) -> str:
+    """The answer as chat markdown: escaped sentences, ``[n]`` markers that link to the cards of the
+    sources panel, unsupported claims marked."""
     t = texts(answer.language)
     if answer.refused or not answer.claims:
         return escape_md(answer.text)
     parts = []
     for claim in answer.claims:
-        sentence = escape_md(strip_markers(claim.text))
+        sentence = escape_md(claim.sentence)
         if not claim.supported:
-            if turn is None:
-                sentence += f" _({t['unsupported']})_"
-            else:
-                sentence = (f'<span class="rag-unsupported" title="{t["unsupported"]}">{sentence}</span>'
-                            f' <span class="rag-unsupported-note">⚠ {t["unsupported"]}</span>')
+            sentence = (f'<span class="rag-unsupported" title="{t["unsupported"]}">{sentence}</span>'
+                        f' <span class="rag-unsupported-note">⚠ {t["unsupported"]}</span>')
         for n in claim.cited:
-            if turn is None:
-                sentence += f" [{n}]"
-            else:
-                p = answer.citations[n - 1] if 0 < n <= len(answer.citations) else None
-                title = html.escape(p.source if p else "", quote=True)
-                sentence += f' <a href="#{cite_id(turn, n)}" class="rag-cite" title="{title}">[{n}]</a>'
+            p = answer.citations[n - 1] if 0 < n <= len(answer.citations) else None
+            title = html.escape(p.source if p else "", quote=True)
+            sentence += f' <a href="#{cite_id(turn, n)}" class="rag-cite" title="{title}">[{n}]</a>'
         parts.append(sentence)
     return " ".join(parts)
-
-
-def _code(name: str) -> str:
-    """A file name as a markdown code span (nothing inside is interpreted)."""
-    return f"`` {name} ``" if "`" in name else f"`{name}`"
-
-
-def api_markdown(answer: Answer) -> str:
-    """The ``/chat`` result: the answer as markdown, then a numbered list naming each cited source file."""
-    text = answer_markdown(answer)
-    if not answer.citations:
-        return text
-    t = texts(answer.language)
-    lines = []
-    for n, p in enumerate(answer.citations, 1):
-        date = f" ({p.date})" if p.date else ""
-        lines.append(f"{n}. {_code(p.source)}: {escape_md(p.title)}{date}")
-    return f"{text}\n\n**{t['sources']}:**\n\n" + "\n".join(lines)
 
 
 def _display(segment: str, kind: str) -> str:
@@ -206,13 +189,19 @@ def _display(segment: str, kind: str) -> str:
     return html.escape(segment, quote=False)
 
 
-def passage_card(engine: Engine, turn: int, n: int, p: Passage, t: dict[str, str]) -> str:
-    """One source: title, date, file and the passage highlighted inside the (windowed) article text."""
+def passage_card(engine: Engine, turn: int, n: int, p: Citation | Passage, t: dict[str, str]) -> str:
+    """One source: title, date, file and the cited sentence highlighted inside the (windowed) article text,
+    the stretch around it that the model read shaded lighter (a retrieved passage is highlighted whole)."""
     view = engine.article_view(p)
-    lo, hi = max(0, view.start - WINDOW), min(len(view.text), view.end + WINDOW)
-    before = ("…" if lo else "") + _display(view.text[lo:view.start], p.kind)
+    cs, ce = view.start, view.end
+    if view.problem is None:  # the article as a whole: offsets are the article's
+        cs, ce = getattr(p, "context_start", p.start), getattr(p, "context_end", p.end)
+    lo, hi = max(0, cs - WINDOW), min(len(view.text), ce + WINDOW)
+    before = (("…" if lo else "") + _display(view.text[lo:cs], p.kind)
+              + f'<span class="rag-context">{_display(view.text[cs:view.start], p.kind)}</span>')
     passage = _display(view.text[view.start:view.end], p.kind)
-    after = _display(view.text[view.end:hi], p.kind) + ("…" if hi < len(view.text) else "")
+    after = (f'<span class="rag-context">{_display(view.text[view.end:ce], p.kind)}</span>'
+             + _display(view.text[ce:hi], p.kind) + ("…" if hi < len(view.text) else ""))
     note = t[view.problem] if view.problem else ""
     meta = " · ".join([
         html.escape(p.date or t["no_date"]),
@@ -273,15 +262,17 @@ def _retrieve(engine: Engine, question: str) -> list[Passage]:
 SKIP = object()  # placeholder for gr.skip() in the tuples of ``reply``
 
 
-def reply(engine: Engine, message: str, chat: list, pairs: list, turns: list) -> Iterator[tuple]:
+def reply(engine: Engine, message: str, chat: list, pairs: list, turns: list,
+          answers: Sequence[Answer] = ()) -> Iterator[tuple]:
     """Stream one answer into the chat, then show its sources; errors become chat messages.
 
-    Yields ``(textbox, chat, pairs, turns, sources panel)`` with ``SKIP`` for what did not change.
-    ``pairs`` holds ``[question, answer text]`` for follow-ups, ``turns`` ``[turn, sources html]``.
+    Yields ``(textbox, chat, pairs, turns, sources panel, answers)`` with ``SKIP`` for what did not change.
+    ``pairs`` holds ``[question, answer text]`` for follow-ups, ``turns`` ``[turn, sources html]``,
+    ``answers`` every ``Answer`` of the conversation (for the downloads).
     """
     message = message or ""
     if not message.strip():
-        yield SKIP, SKIP, SKIP, SKIP, SKIP
+        yield (SKIP,) * 6
         return
     t = texts(question_language(message))
     chat = [*chat, {"role": "user", "content": escape_md(message)},
@@ -290,17 +281,16 @@ def reply(engine: Engine, message: str, chat: list, pairs: list, turns: list) ->
 
     def say(content: str, turns_: list | object = SKIP) -> tuple:
         shown = [*chat[:-1], {"role": "assistant", "content": content}]
-        return SKIP, shown, SKIP, turns_, SKIP if turns_ is SKIP else panel_html(turns_)
+        return SKIP, shown, SKIP, turns_, SKIP if turns_ is SKIP else panel_html(turns_), SKIP
 
-    yield "", chat, SKIP, SKIP, SKIP
-    text, answer = "", None
+    yield "", chat, SKIP, SKIP, SKIP, SKIP
+    text = ""
     try:
-        for piece in engine.stream_answer(message, [tuple(p) for p in pairs]):
-            if isinstance(piece, Answer):
-                answer = piece
-                break
+        stream = engine.stream_answer(message, [tuple(p) for p in pairs])
+        for piece in stream:
             text += piece
             yield say(escape_md(text) + " ▍")
+        answer = stream.result()
     except LLMUnavailable as e:
         log.warning("LLM unavailable: %s", e)
         found = e.passages or _retrieve(engine, message)
@@ -323,13 +313,22 @@ def reply(engine: Engine, message: str, chat: list, pairs: list, turns: list) ->
     heading = t["sources_for"].format(q=_short(message))
     turns = [*turns, [turn, turn_html(engine, turn, heading, answer.citations, t)]][-MAX_TURNS:]
     out = say(answer_markdown(answer, turn), turns)
-    yield out[0], out[1], [*pairs, [message, answer.text]], out[3], out[4]
+    yield out[0], out[1], [*pairs, [message, answer.text]], out[3], out[4], [*answers, answer]
+
+
+def export_files(answers: Sequence[Answer], folder: Path) -> tuple[Path, Path]:
+    """The conversation written to ``folder`` as ``conversation.md`` and ``conversation.json``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    markdown, data = folder / "conversation.md", folder / "conversation.json"
+    markdown.write_text(export_markdown(answers), encoding="utf-8")
+    data.write_text(json.dumps(export_json(answers), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return markdown, data
 
 
 def chat_api(engine: Engine, message: str) -> str:
-    """Answer one question: markdown ending with a numbered list of the cited source files."""
+    """Answer one question: markdown ending with a numbered list of the cited sources."""
     try:
-        return api_markdown(engine.answer(message))
+        return reply_markdown(engine.answer(message))
     except (QuestionError, IndexUnavailable, LLMUnavailable, SourceError) as e:
         raise gr.Error(str(e)) from None
 
@@ -371,9 +370,18 @@ def build_app(engine: Engine, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
 
         matplotlib.get_backend()
 
-    def respond(message: str, chat: list, pairs: list, turns: list) -> Iterator[tuple]:
-        for out in reply(engine, message, chat, pairs, turns):
+    def respond(message: str, chat: list, pairs: list, turns: list, answers: list) -> Iterator[tuple]:
+        for out in reply(engine, message, chat, pairs, turns, answers):
             yield tuple(gr.skip() if v is SKIP else v for v in out)
+
+    exports = Path(tempfile.mkdtemp(prefix="rag-ui-exports-"))
+
+    def downloads(answers: list, request: gr.Request) -> tuple:
+        if not answers:
+            return (gr.DownloadButton(value=None, interactive=False),) * 2
+        # one folder per browser session: two sessions never share or overwrite a file
+        files = export_files(answers, exports / re.sub(r"\W", "", request.session_hash or "session"))
+        return tuple(gr.DownloadButton(value=str(f), interactive=True) for f in files)
 
     def chat(message: str) -> str:
         """Answer a question about the news articles: markdown ending with a numbered list of source files."""
@@ -384,13 +392,15 @@ def build_app(engine: Engine, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
         return sync_index(engine)
 
     def reset() -> tuple:
-        return [], [], [], panel_html([]), ""
+        return [], [], [], panel_html([]), "", []
 
-    with gr.Blocks(title="News Q&A", analytics_enabled=False) as app:
+    # the downloads are copied into Gradio's cache at each answer: copies older than a day go, checked hourly
+    with gr.Blocks(title="News Q&A", analytics_enabled=False, delete_cache=(3600, 86400)) as app:
         gr.Markdown("## News Q&A\nAnswers from the news articles only, with sources you can check: "
                     "click a citation such as **[1]** to see the passage in its article.")
         pairs = gr.State([])
         turns = gr.State([])
+        answers = gr.State([])
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=380):
                 chatbot = gr.Chatbot(label="Chat", elem_id="rag-chat", height=520, latex_delimiters=[],
@@ -400,7 +410,12 @@ def build_app(engine: Engine, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
                                      lines=1, max_lines=4, autofocus=True, elem_id="rag-question")
                     send = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="rag-ask")
                 gr.Examples([[q] for q in examples], inputs=[msg], label="Example questions (English, Nederlands)")
-                clear = gr.Button("New conversation", size="sm", variant="secondary")
+                with gr.Row():
+                    clear = gr.Button("New conversation", size="sm", variant="secondary")
+                    markdown_file = gr.DownloadButton("Download Markdown", size="sm", interactive=False,
+                                                      elem_id="rag-export-md")
+                    json_file = gr.DownloadButton("Download JSON", size="sm", interactive=False,
+                                                  elem_id="rag-export-json")
             with gr.Column(scale=2, min_width=320):
                 gr.Markdown("### Sources · Bronnen")
                 sources = gr.HTML(panel_html([]), elem_id="rag-sources", js_on_load=JS_ON_LOAD,
@@ -411,11 +426,13 @@ def build_app(engine: Engine, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
                     report = gr.Markdown(elem_id="rag-sync-report")
 
         app.load(lambda: index_status(engine), None, status, api_visibility="private")
-        gr.on([msg.submit, send.click], respond, [msg, chatbot, pairs, turns],
-              [msg, chatbot, pairs, turns, sources], api_visibility="private")
+        gr.on([msg.submit, send.click], respond, [msg, chatbot, pairs, turns, answers],
+              [msg, chatbot, pairs, turns, sources, answers], api_visibility="private").then(
+            downloads, answers, [markdown_file, json_file], api_visibility="private")
         sync_button.click(sync, None, [status, report], api_visibility="private")
         for event in (clear.click, chatbot.clear):
-            event(reset, None, [chatbot, pairs, turns, sources, msg], api_visibility="private")
+            event(reset, None, [chatbot, pairs, turns, sources, msg, answers], api_visibility="private").then(
+                downloads, answers, [markdown_file, json_file], api_visibility="private")
         gr.api(chat, api_name="chat")
     return app
 
@@ -435,7 +452,8 @@ def launch_options(settings: Settings) -> dict:
             "ssr_mode": False, "show_error": True, "share": False}
 
 
-def _load_llm(engine: Engine) -> None:
+def preload_llm(engine: Engine) -> None:
+    """Load the engine's LLM now (as `rag ui` does before serving); a failure is logged, not raised."""
     log.info("loading the language model")
     try:
         _ = engine.llm
@@ -444,7 +462,8 @@ def _load_llm(engine: Engine) -> None:
 
 
 def launch(settings: Settings) -> None:
-    """Build the index if there is none (with progress on the console), then serve the UI until stopped."""
+    """Build the index if there is none (with progress on the console), then serve the UI, and the OpenAI chat
+    API of ``rag serve`` under ``/v1``, in one process until stopped."""
     engine = Engine(settings)
     options = launch_options(settings)
     if not settings.chroma_url and not engine.store.exists():
@@ -452,11 +471,12 @@ def launch(settings: Settings) -> None:
     engine.ensure_index(progress=True)
     if settings.ui_host not in {"127.0.0.1", "localhost", "::1"} and not options["auth"]:
         log.warning("listening on %s without a login: set RAG_UI_AUTH=user:password", settings.ui_host)
-    _load_llm(engine)  # now, so the first answer does not wait for it (and it is loaded once)
-    app = build_app(engine).queue(default_concurrency_limit=settings.ui_concurrency)
-    try:
-        app.launch(**options)
-    except OSError as e:  # Gradio's message names its own variable and parameter, not ours
-        log.info("launch failed: %s", e)
-        raise OSError(f"cannot listen on {settings.ui_host}:{settings.ui_port} (in use, or not an address of this "
-                      "machine): choose another with --port N or --host ADDRESS (RAG_UI_PORT, RAG_UI_HOST)") from None
+    preload_llm(engine)  # now, so the first answer does not wait for it (and it is loaded once)
+    blocks = build_app(engine).queue(default_concurrency_limit=settings.ui_concurrency)
+    if settings.api_key or not options["auth"]:
+        server = openai_app(engine)
+    else:  # the API must not be a way around the UI's login
+        log.info("the OpenAI chat API (/v1) is not served: the UI has a login; set RAG_API_KEY to serve it too")
+        server = FastAPI()
+    gr.mount_gradio_app(server, blocks, "/", **{k: v for k, v in options.items() if k != "share"})
+    run_server(server, settings.ui_host, settings.ui_port)

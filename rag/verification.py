@@ -1,0 +1,211 @@
+"""Checking an answer claim by claim against the evidence sentence it cites.
+
+A claim (one sentence of the answer) is supported by an evidence sentence when all of these hold:
+
+- the e5 cosine of the claim and the sentence reaches ``threshold`` (``RAG_SUPPORT_THRESHOLD``);
+- every number of the claim occurs in the sentence (or one next to it), its article's title or date, and
+  every name there or in the question, across English and Dutch (``30 miljard`` backs ``30 billion``);
+- where claim and sentence share a language, every content word of the claim occurs there too, or is
+  one of the few words any answer may use (``GENERIC``): the model's own additions ("an invented storm")
+  do not pass.
+
+A claim whose cited sentence fails moves its citation to the evidence sentence that does support it
+(the small model often cites a neighbour); a claim nothing supports keeps no citation and is marked
+unsupported. Then the answer as a whole must answer: a refusal in other words ("not mentioned in the
+passages", "niet vermeld") is a refusal, and the answer to a who / which / what / how-much question
+must add a name, number or term that the question does not already hold.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .citations import facts_supported, markers, names, numbers, split_sentences, strip_markers
+from .evidence import Sentence, adds_answer, asks_for, max_answer, stems, uncovered, words
+from .sources import detect_language
+
+# Words an answer may use that its evidence need not hold: how answers are phrased, units and currencies.
+GENERIC = stems(
+    "about approximately around roughly some nearly almost over under up more less least most new plans plan "
+    "planned wants want wanted intends intend intended aims expects expected likely reportedly according "
+    "say says said report reports reported state states stated mention mentions mentioned note noted notes "
+    "amount total worth value dollar dollars euro euros pound pounds yen percent percentage billion million "
+    "thousand year years month months day days company firm article articles source sources sentence "
+    "sentences has have had would could might may will shall get gets take takes make makes made also still "
+    "ongeveer circa zo'n bijna ruim meer minder nieuw nieuwe wil willen wilde plan plannen van plan verwacht "
+    "volgens zegt zeggen zei meldt melden gemeld bedrag totaal waarde dollar euro procent miljard miljoen "
+    "duizend jaar jaren maand maanden dag dagen bedrijf artikel bron bronnen zin zinnen heeft hebben had zou "
+    "zouden kan kunnen zal zullen krijgt krijgen neemt nemen maakt maken ook nog yes no ja nee indeed inderdaad "
+    "doet doen deed gaat gaan ging komt komen kwam staat staan"
+)
+TERSE = 3
+_CAPITALISED = re.compile(r"\b[A-Z][\w'’-]*[A-Z][\w'’-]*\b")  # SoftBank, OpenAI: names however placed
+_DISGUISED = re.compile(
+    r"\b(not (been )?(mentioned|stated|specified|given|provided|found|available|included|disclosed|reported|"
+    r"known)|no (information|mention|details?|data|answer)|(do|does|did) not (say|mention|state|specify|"
+    r"provide|contain|include|give)|cannot be (determined|found|answered)|is unknown|are unknown|"
+    r"niet (vermeld|genoemd|gegeven|bekend|gespecificeerd|aangegeven|beschikbaar|gezegd)|"
+    r"geen (informatie|gegevens|vermelding|antwoord)|is onbekend|zijn onbekend)\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class Claim:
+    """One answer sentence, the sources it cites (1-based) and whether they support it."""
+
+    text: str
+    cited: list[int] = field(default_factory=list)
+    supported: bool = False
+    similarity: float = 0.0
+    repaired: bool = False  # the model cited another sentence (or none); this one supports the claim
+
+    @property
+    def sentence(self) -> str:
+        """The claim without its ``[n]`` markers."""
+        return strip_markers(self.text)
+
+
+def is_disguised_refusal(text: str) -> bool:
+    """Whether an answer sentence says the sources do not hold the answer, in other words than NOT_FOUND."""
+    return bool(_DISGUISED.search(strip_markers(text)))
+
+
+def runs(evidence: list[Sentence]) -> list[list[int]]:
+    """Indexes of the evidence grouped into runs of sentences that follow each other in one article."""
+    out: list[list[int]] = []
+    for i, s in enumerate(evidence):
+        prev = evidence[i - 1] if i else None
+        if prev is not None and prev.source == s.source and 0 <= s.start - prev.end <= 3:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
+
+
+def _neighbours(evidence: list[Sentence]) -> list[list[int]]:
+    """For each evidence sentence, the evidence sentences right before and after it in its article."""
+    out: list[list[int]] = [[] for _ in evidence]
+    for run in runs(evidence):
+        for a, b in itertools.pairwise(run):
+            out[a].append(b)
+            out[b].append(a)
+    return out
+
+
+def check(text: str, evidence: list[Sentence], question: str,
+          embed: Callable[[list[str]], np.ndarray], threshold: float) -> list[Claim]:
+    """Split ``text`` into claims and cite, for each, the evidence sentences that support it.
+
+    ``embed(texts)`` gives query vectors (rows) comparable with the evidence sentences' vectors. A
+    sentence that is similar enough but holds the claim's figures or names only together with a
+    neighbour is cited with that neighbour, so the cited span always holds the fact.
+    """
+    claims = [Claim(s, [n for n in markers(s) if 1 <= n <= len(evidence)]) for s in split_sentences(text)]
+    claims = [c for c in claims if c.sentence]
+    if not claims or not evidence:
+        return claims
+    sims = embed([c.sentence for c in claims]) @ np.vstack([s.vector for s in evidence]).T
+    near = _neighbours(evidence)
+    asked = stems(question)
+    subject = focus(question)
+    asked_in = detect_language(question)
+
+    def support(ci: int, i: int) -> list[int]:
+        """The evidence indexes that together back claim ``ci`` through sentence ``i`` ([] if they do not)."""
+        claim, s = claims[ci], evidence[i]
+        if sims[ci][i] < threshold or is_disguised_refusal(claim.sentence):
+            return []
+        for group in ([i], *([i, j] for j in near[i])):
+            text = " ".join(evidence[j].text for j in group)
+            # a name may come from the question, but not a number: "Serena Williams won Wimbledon in 2019"
+            # repeats the question's year while the sentence is about another year
+            if not facts_supported(claim.sentence, f"{text} {s.title} {s.date}", names_also=question):
+                continue
+            # in one language, words can be matched: the claim adds none of its own, and the sentence speaks
+            # of what was asked (else "Masayoshi Son is going all-in" backs "SoftBank was founded by
+            # Masayoshi Son" through the question's own "founded")
+            nearby = stems(" ".join(evidence[j].text for j in [i, *near[i]]) + " " + s.title)
+            if detect_language(claim.sentence) == s.language and uncovered(claim.sentence, nearby | asked | GENERIC):
+                return []
+            if asked_in == s.language and subject and not any(forms & nearby for forms in subject):
+                return []
+            return sorted(group)
+        return []
+
+    texts = [stems(s.text) for s in evidence]
+    weight = {}  # how rare a word is among the evidence sentences: the rarer, the more it says which one
+    for forms in {f for t in texts for f in t}:
+        weight[forms] = math.log(1 + len(evidence) / sum(forms in t for t in texts))
+
+    def holds(ci: int, group: list[int]) -> float:
+        """How much of what the claim says the group's own sentences hold: its rare words, then similarity."""
+        have = set().union(*(texts[j] for j in group))
+        said = [f for f in words(claims[ci].sentence).values() if not f & GENERIC]
+        return sum(max((weight.get(x, 0.0) for x in forms & have), default=0.0) for forms in said) / len(group)
+
+    out = []
+    for ci, claim in enumerate(claims):
+        # every sentence that supports the claim competes, the ones the model cited first on a tie: the citation
+        # goes to the sentence that holds most of what the claim says ("the margin loan can be extended" to the
+        # one with "option to extend", not to the one that only names the margin loan)
+        order = [n - 1 for n in claim.cited] + [i for i in range(len(evidence)) if i + 1 not in claim.cited]
+        options = [(g, i) for i in order if (g := support(ci, i))]
+        backed: list[int] = []
+        if options:
+            best = max(options, key=lambda o: (round(holds(ci, o[0]), 6), -len(o[0]), -order.index(o[1])))
+            backed = best[0]
+        cited = sorted({j + 1 for j in backed})
+        repaired = bool(cited) and not set(cited) & set(claim.cited)
+        similarity = max((float(sims[ci][n - 1]) for n in cited or claim.cited), default=0.0)
+        out.append(Claim(claim.text, cited, bool(cited), round(similarity, 4), repaired))
+    return out
+
+
+def focus(question: str) -> list[frozenset[str]]:
+    """What a question asks about: its content words (as stems) that are not names (SoftBank and OpenAI are
+    in every sentence of an article about them) nor words any answer uses."""
+    named = {n.lower().rstrip("'’s") for n in names(question)} | {w.lower() for w in _CAPITALISED.findall(question)}
+    return [forms for w, forms in words(question).items() if w not in named and not forms & GENERIC]
+
+
+def _about(claim: str, question: str) -> bool:
+    """Whether ``claim`` speaks of what ``question`` asks about (one of its ``focus`` words).
+
+    The 1.5B model tends to copy an article's most salient sentence whatever the question ("SoftBank
+    overweegt een nieuwe investering ... 30 miljard dollar" for "How large is SoftBank's margin loan?").
+    A terse answer ("About two years", at most ``TERSE`` content words) need not repeat the question.
+    """
+    asked = focus(question)
+    said = [forms for forms in words(claim).values() if not forms & GENERIC]
+    if not asked or len(said) <= TERSE:
+        return True
+    have = stems(claim)
+    return any(forms & have for forms in asked)
+
+
+def answers_question(question: str, claims: list[Claim], evidence: list[Sentence]) -> bool:
+    """A supported claim speaks of what the question asks about and, where it asks for something, adds it.
+
+    How much / how many / when: a number the question does not hold. Who / which / whose / what / where:
+    a name, number or term that the question does not hold (restating the question answers nothing:
+    "SoftBank used its shares as collateral" for "Whose shares did SoftBank use as collateral?").
+    """
+    supported = [c for c in claims if c.supported and _about(c.sentence, question)]
+    if not supported:
+        return False
+    kind = asks_for(question)
+    if kind == "number":
+        # a number the question does not hold, of the finer kind it asks for if it does ("What stake ...?"
+        # answered with "up to 30 billion dollars" is beside the point)
+        return any(adds_answer(kind, c.sentence, question) == max_answer(question) for c in supported)
+    if kind is None and not re.search(r"\b(what|wat|welk|welke)\b", question, re.IGNORECASE):
+        return True  # a yes/no or open question: any supported claim answers it
+    asked = stems(question) | GENERIC
+    return any(numbers(c.sentence) - numbers(question) or uncovered(c.sentence, asked) for c in supported)

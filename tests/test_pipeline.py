@@ -1,0 +1,126 @@
+"""The answer pipeline's branches with a scripted chat model over the real seed index and embedder.
+
+Each refusal path, citation repair, condensing and its fallback, a model that is down, and the typed
+stream. The same paths run with the real model in test_answer_e2e.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from rag import sources
+from rag.engine import Engine
+from rag.errors import LLMUnavailable, QuestionError
+from tests.conftest import ScriptedChatModel, sentence_number
+
+EN = "002_89be491c9f5e8b09.txt"
+NL = "000_51d920bc302d2553.txt"
+LOAN = "$10 billion margin loan"
+
+
+@pytest.fixture
+def engine(seeded_index):
+    return Engine(seeded_index)
+
+
+def _ask(engine, model, question, history=None):
+    engine.llm = model
+    return engine.answer(question, history)
+
+
+def test_a_supported_answer_cites_the_exact_sentence(engine):
+    model = ScriptedChatModel(lambda m: f"SoftBank's margin loan is $10 billion [{sentence_number(m, LOAN)}].")
+    a = _ask(engine, model, "How large is SoftBank's margin loan?")
+    assert not a.refused and a.text == "SoftBank's margin loan is $10 billion [1]."
+    (c,) = a.citations
+    article = sources.read_text(engine.settings.sources, c.source)
+    assert c.source == EN and article[c.start:c.end] == c.text and LOAN in c.text
+    assert c.context_start <= c.start < c.end <= c.context_end
+    assert a.claims[0].supported and not a.claims[0].repaired
+
+
+def test_a_wrong_citation_moves_to_the_sentence_that_supports_the_claim(engine):
+    a = _ask(engine, ScriptedChatModel(
+        lambda m: f"SoftBank's margin loan is $10 billion [{sentence_number(m, 'arms race')}]."),
+        "How large is SoftBank's margin loan?")
+    assert not a.refused and a.claims[0].repaired and LOAN in a.citations[0].text
+
+
+@pytest.mark.parametrize("reply,question,why", [
+    ("NOT_FOUND", "What interest rate does SoftBank's margin loan carry?", "no answer"),
+    ("OpenAI's annual revenue last year was not mentioned in the given sources [1].",
+     "What was OpenAI's annual revenue last year?", "do not hold it"),
+    ("Het morgen in Tokio wordt een storm [1].", "Wat voor weer wordt het morgen in Tokio?", "answers the question"),
+    ("SoftBank used its shares as collateral [1].", "Whose shares did SoftBank use as collateral?",
+     "answers the question"),
+    ("SoftBank is worth 99 billion dollars [1].", "How much is SoftBank worth?", "answers the question"),
+])
+def test_every_refusal_path_refuses_in_the_question_language(engine, reply, question, why):
+    a = _ask(engine, ScriptedChatModel(reply), question)
+    assert a.refused and not a.citations and why in a.refusal_reason
+    nl = question.startswith("Wat")
+    assert a.text == ("De bronnen bevatten geen antwoord op deze vraag." if nl
+                      else "The sources do not contain the answer to this question.")
+
+
+def test_the_stream_is_text_then_the_answer(engine):
+    engine.llm = ScriptedChatModel(lambda m: f"The loan is $10 billion [{sentence_number(m, LOAN)}].")
+    stream = engine.stream_answer("How large is SoftBank's margin loan?")
+    pieces = list(stream)
+    assert all(isinstance(p, str) for p in pieces) and "".join(pieces).startswith("The loan is $10 billion")
+    assert stream.answer is not None and stream.result() is stream.answer and not stream.answer.refused
+
+
+def test_a_follow_up_is_condensed_and_a_useless_rewrite_falls_back_to_the_question(engine):
+    model = ScriptedChatModel("How long does SoftBank's margin loan run?",
+                              lambda m: f"About two years [{sentence_number(m, 'approximately two years')}].")
+    a = _ask(engine, model, "And how long does it run?", [("How large is SoftBank's margin loan?", "$10 billion [1].")])
+    assert a.standalone_question == "How long does SoftBank's margin loan run?" and not a.refused
+    assert "Conversation:" in model.calls[0][-1]["content"]
+
+    fallback = ScriptedChatModel("", "NOT_FOUND")  # the rewrite came back empty
+    b = _ask(engine, fallback, "And how long does it run?", [("How large is the loan?", "$10 billion [1].")])
+    assert b.standalone_question == "And how long does it run?" and b.refused
+
+
+def test_a_model_that_is_down_raises_with_the_retrieved_passages(engine):
+    engine.llm = ScriptedChatModel(fail="cannot reach the LLM server at http://127.0.0.1:9/v1")
+    with pytest.raises(LLMUnavailable, match="127.0.0.1:9") as e:
+        engine.answer("How large is SoftBank's margin loan?")
+    assert e.value.passages and any(p.source == EN for p in e.value.passages)
+
+
+def test_a_bad_question_fails_before_any_work(engine):
+    model = ScriptedChatModel("unused")
+    engine.llm = model
+    with pytest.raises(QuestionError):
+        engine.stream_answer("  \x00 ")
+    assert model.calls == []
+
+
+def test_an_answer_that_fails_the_check_gets_one_more_try_without_the_sentences_it_cited(engine):
+    copied = "SoftBank wil een nieuwe investering in OpenAI van 30 miljard dollar afsluiten [{n}]."
+    model = ScriptedChatModel(lambda m: copied.format(n=sentence_number(m, "30 miljard dollar")),
+                              lambda m: f"De margelening is 10 miljard dollar [{sentence_number(m, LOAN)}].")
+    engine.llm = model
+    stream = engine.stream_answer("Hoe groot is de margelening die SoftBank wil afsluiten?")
+    pieces = list(stream)
+    a = stream.answer
+    assert not a.refused and LOAN in a.citations[0].text and "second_try_s" in a.timings
+    assert "30 miljard" not in model.calls[1][-1]["content"]  # the copied sentence is gone from the prompt
+    assert "\n\n" in pieces  # both tries were streamed; the checked answer is the second
+
+
+def test_a_second_try_that_fails_too_is_a_refusal(engine):
+    copied = "SoftBank wil een nieuwe investering van 30 miljard dollar afsluiten [{n}]."
+    model = ScriptedChatModel(lambda m: copied.format(n=sentence_number(m, "30 miljard dollar")),
+                              lambda m: f"De margelening is 99 miljard dollar [{sentence_number(m, LOAN)}].")
+    a = _ask(engine, model, "Hoe groot is de margelening die SoftBank wil afsluiten?")
+    assert a.refused and len(model.calls) == 2
+
+
+def test_no_second_try_unless_a_sentence_in_the_question_language_was_copied(engine):
+    """Only that failure is retried: a second try for every failed answer let more wrong answers through."""
+    model = ScriptedChatModel(lambda m: f"SoftBank is worth 99 billion dollars [{sentence_number(m, '30 miljard')}].")
+    a = _ask(engine, model, "How much is SoftBank worth?")  # the failed answer cites a Dutch sentence
+    assert a.refused and len(model.calls) == 1
