@@ -132,9 +132,11 @@ def check(text: str, evidence: list[Sentence], question: str,
             # of what was asked (else "Masayoshi Son is going all-in" backs "SoftBank was founded by
             # Masayoshi Son" through the question's own "founded")
             nearby = stems(" ".join(evidence[j].text for j in [i, *near[i]]) + " " + s.title)
-            if detect_language(claim.sentence) == s.language and uncovered(claim.sentence, nearby | asked | GENERIC):
+            # the sentence's own language too: an article detected as English may quote a Dutch sentence
+            language = s.language if detect_language(text) == s.language else None
+            if detect_language(claim.sentence) == language and uncovered(claim.sentence, nearby | asked | GENERIC):
                 return []
-            if asked_in == s.language and subject and not any(forms & nearby for forms in subject):
+            if asked_in == language and subject and not any(forms & nearby for forms in subject):
                 return []
             return sorted(group)
         return []

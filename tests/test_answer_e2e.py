@@ -143,7 +143,8 @@ def test_saved_prompt_state_gives_the_same_answer(engine, tmp_path):
     text = run(first)
     del first
     saved = list(tmp_path.glob("*.kv"))
-    assert len(saved) == 1 and saved[0].stat().st_size > 1_000_000
+    # the K and V of the system message's ~12 tokens: 28 KB each in f16 (28 layers x 2 x 256 values)
+    assert len(saved) == 1 and saved[0].stat().st_size > 300_000
 
     second = LocalLLM(model_file(s), s.llm_context, s.llm_threads, tmp_path)
     loaded = []

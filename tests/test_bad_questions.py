@@ -142,7 +142,7 @@ def test_ui_bad_questions_become_chat_messages_and_the_app_keeps_answering(live)
         assert "not available" not in last, (name, last)
         assert new_pairs is not ui.SKIP and "rag-turn" in panel, name  # answered (or refused), sources shown
         assert new_pairs[-1][0] == ODD[name] and new_pairs[-1][1], name
-        if '<mark class="rag-passage">' in panel:
+        if '<mark class="rag-passage">' in new_turns[-1][1]:  # this answer's sources (the panel keeps earlier ones)
             cited += 1
             assert 'class="rag-cite"' in last, (name, last)
         else:
