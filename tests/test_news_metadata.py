@@ -56,19 +56,23 @@ def test_unreadable_metadata_is_left_empty():
     assert metadata.html_meta("<p>no metadata at all</p>") == metadata.NewsMeta()
 
 
-@pytest.fixture(scope="module")
-def news_engine(tmp_path_factory):
-    """An engine over the news test articles and the seeds, indexed (tests must not change it)."""
+def news_index(root: Path):
+    """An engine over a copy of the news test articles and the seeds in ``root``, indexed."""
     from rag.engine import Engine
     from tests.helpers import settings_at
 
-    root = tmp_path_factory.mktemp("news")
     shutil.copytree(NEWS, root / "sources")
     for f in SEEDS.iterdir():
         shutil.copy(f, root / "sources" / f.name)
     engine = Engine(settings_at(root))
     engine.sync()
     return engine
+
+
+@pytest.fixture(scope="module")
+def news_engine(tmp_path_factory):
+    """An engine over the news test articles and the seeds, indexed (tests must not change it)."""
+    return news_index(tmp_path_factory.mktemp("news"))
 
 
 def test_every_chunk_stores_the_metadata_and_exact_offsets(news_engine):
