@@ -138,3 +138,32 @@ def test_cli_relative_time_with_rag_today(seeded):
     assert not a["refused"] and {c["source"] for c in a["citations"]} == {NL}, a
     b = _ask(seeded, "What did SoftBank consider last week?", env={"RAG_TODAY": "2026-06-30"})
     assert b["refused"] and not b["citations"]
+
+
+def test_serve_takes_the_filters_as_body_fields(seeded_index):
+    from fastapi.testclient import TestClient
+
+    from rag.serve import openai_app
+
+    engine = Engine(seeded_index)
+    engine.llm = ScriptedChatModel("should not be asked")
+    body = {"model": "rag-news", "messages": [{"role": "user", "content": "How large is SoftBank's margin loan?"}]}
+    with TestClient(openai_app(engine)) as http:
+        r = http.post("/v1/chat/completions", json={**body, "until": "2025-12-31"})
+        assert r.status_code == 200 and r.json()["citations"] == []
+        assert "2025-12-31" in r.json()["choices"][0]["message"]["content"].replace("\\", "")
+        bad = http.post("/v1/chat/completions", json={**body, "since": "soon"})
+        assert bad.status_code == 400 and "YYYY-MM-DD" in bad.json()["error"]["message"]
+
+
+def test_ui_filters(seeded_index):
+    from ui.app import filter_values, reply
+
+    assert filter_values("", "", "", "any") == dict.fromkeys(("since", "until", "outlet", "language"))
+    engine = Engine(seeded_index)
+    engine.llm = ScriptedChatModel("should not be asked")
+    question = "How large is SoftBank's margin loan?"
+    *_, last = reply(engine, question, [], [], [], (), filter_values("", "2025-12-31", "", "any"))
+    assert "2025-12-31" in last[1][-1]["content"].replace("\\", "")
+    *_, bad = reply(engine, question, [], [], [], (), filter_values("soon", "", "", "en"))
+    assert "YYYY-MM-DD" in bad[1][-1]["content"].replace("\\", "")
