@@ -104,3 +104,21 @@ def test_passages_and_citations_carry_the_metadata(news_engine):
     assert c.as_json()["outlet"] == "Reuters" and c.as_json()["url"] == EXPECTED["reuters_chips.html"][3]
     text = sources.read_text(Path(news_engine.settings.sources), c.source)
     assert text[c.start:c.end] == c.text
+
+
+def test_the_outlet_and_date_are_shown_beside_a_citation(news_engine):
+    import io
+
+    from rag.cli import _print_sources
+    from rag.export import reply_markdown
+    from rag.prompting import answer_messages
+
+    news_engine.llm = ScriptedChatModel(cite_sentence("39 billion euros"))
+    a = news_engine.answer("What is ASML's sales forecast for 2026?")
+    out = io.StringIO()
+    _print_sources(a.citations, out)
+    assert "reuters_chips.html - Chipmaker ASML raises its 2026 forecast, Reuters, 2026-01-21 (characters" in (
+        out.getvalue())
+    assert "(Reuters, 2026\\-01\\-21)" in reply_markdown(a) or "(Reuters, 2026-01-21)" in reply_markdown(a)
+    prompt = answer_messages(a.question, a.evidence, "en")[-1]["content"]
+    assert "Article: Chipmaker ASML raises its 2026 forecast (Reuters, 2026-01-21)" in prompt
