@@ -3,8 +3,9 @@ and "latest"/"nieuwste" as a wish for the newest evidence.
 
 Ranges count from ``today`` (the clock, or the setting ``today``, ``RAG_TODAY``), with calendar weeks from
 Monday to Sunday; both ends are inclusive. A month named without a year is the last such month up to
-today ("in December" asked in February is last December). "Last year" and "this year" are not read as
-ranges: "OpenAI's revenue last year" is reported in this year's articles.
+today ("in December" asked in February is last December). "Last year", "this year" and a month with a
+year ("in October 1954") are not read as ranges: "OpenAI's revenue last year" is reported in this year's
+articles, and a year names the time of an event rather than of the news about it.
 """
 
 from __future__ import annotations
@@ -27,14 +28,18 @@ WEEKDAYS = {name: day for day, names in zip(
 
 _MONTH = "|".join(MONTHS)
 _WEEKDAY = "|".join(WEEKDAYS)
-_SINCE = re.compile(rf"\b(?:since|sinds|vanaf)\s+(?:(?:last|vorige)\s+)?(?:(?P<day>{_WEEKDAY})|(?P<month>{_MONTH})"
-                    r"(?:\s+(?P<year>\d{4}))?)\b", re.IGNORECASE)
-_IN_MONTH = re.compile(rf"\b(?:in|during|tijdens)\s+(?P<month>{_MONTH})(?:\s+(?P<year>\d{{4}}))?\b", re.IGNORECASE)
+# A month with a year ("in October 1954", "sinds januari 2016") is history, not news time: no range.
+_NO_YEAR = r"\b(?!\s*,?\s+(?:of\s+)?\d{4})"
+_SINCE = re.compile(rf"\b(?:since|sinds|vanaf)\s+(?:(?:last|vorige)\s+)?(?:(?P<day>{_WEEKDAY})|(?P<month>{_MONTH}))"
+                    + _NO_YEAR, re.IGNORECASE)
+_IN_MONTH = re.compile(rf"\b(?:in|during|tijdens)\s+(?P<month>{_MONTH})" + _NO_YEAR, re.IGNORECASE)
 _LAST_N = re.compile(r"\b(?:(?:in\s+the\s+)?(?:last|past)|(?:de\s+)?(?:afgelopen|laatste))\s+(?P<n>\d{1,3})\s+"
                      r"(?P<unit>days?|weeks?|months?|dagen|dag|weken|week|maanden|maand)\b", re.IGNORECASE)
 # fixed phrases -> a function of today giving the range
 _PHRASES: list[tuple[re.Pattern[str], object]] = [
-    (re.compile(r"\b(today|vandaag)\b", re.I), lambda t: (t, t)),
+    # not "even today", "than it is today", "vandaag de dag" (nowadays)
+    (re.compile(r"(?<!even )(?<!still )(?<!\bis )(?<!\bare )(?<!\bas )\btoday\b|\bvandaag\b(?!\s+de\s+dag)", re.I),
+     lambda t: (t, t)),
     (re.compile(r"\b(yesterday|gisteren)\b", re.I), lambda t: (t - relativedelta(days=1),) * 2),
     (re.compile(r"\b(last|previous)\s+week\b|\bvorige\s+week\b", re.I),
      lambda t: _week(t + relativedelta(weekday=MO(-1), weeks=-1))),
@@ -59,11 +64,10 @@ def today(setting: dt.date | None = None) -> dt.date:
     return setting or dt.date.today()
 
 
-def _month(month: str, year: str | None, t: dt.date) -> dt.date:
-    """The first day of the month named: of ``year``, or the last such month up to ``t``."""
+def _month(month: str, t: dt.date) -> dt.date:
+    """The first day of the last month named ``month`` up to ``t``."""
     m = MONTHS[month.lower()]
-    y = int(year) if year else t.year if m <= t.month else t.year - 1
-    return dt.date(y, m, 1)
+    return dt.date(t.year if m <= t.month else t.year - 1, m, 1)
 
 
 def question_range(question: str, t: dt.date) -> Range | None:
@@ -72,9 +76,9 @@ def question_range(question: str, t: dt.date) -> Range | None:
         if m.group("day"):
             day = WEEKDAYS[m.group("day").lower()]
             return t - relativedelta(days=1) + relativedelta(weekday=day(-1)), t
-        return _month(m.group("month"), m.group("year"), t), t
+        return _month(m.group("month"), t), t
     if m := _IN_MONTH.search(question):
-        start = _month(m.group("month"), m.group("year"), t)
+        start = _month(m.group("month"), t)
         return start, start + relativedelta(day=31)
     if m := _LAST_N.search(question):
         unit = m.group("unit").lower()
