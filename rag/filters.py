@@ -51,9 +51,9 @@ class Filters:
         lang = (language or "").strip().lower() or None
         if lang is not None and lang not in LANGUAGE_CODES:
             raise QuestionError(f"bad language {language!r}: give one of {', '.join(LANGUAGE_CODES)}")
-        start, end = parse_day(since, "--since date"), parse_day(until, "--until date")
+        start, end = parse_day(since, "since date"), parse_day(until, "until date")
         if start and end and start > end:
-            raise QuestionError(f"the --since date {start} is after the --until date {end}")
+            raise QuestionError(f"the since date {start} is after the until date {end}")
         return cls(start, end, (outlet or "").strip() or None, lang)
 
     @property

@@ -111,7 +111,7 @@ def test_latest_questions_prefer_new_evidence_and_say_how_old_it_is(news):
 
 def test_cli_bad_filters_are_one_line_errors(tmp_path):
     assert_one_line_error(run_cli("ask", "--sources", str(tmp_path), "--index", str(tmp_path / "index"),
-                                  "--since", "2026-13-01", "How large is the loan?"), "--since date", "YYYY-MM-DD")
+                                  "--since", "2026-13-01", "How large is the loan?"), "since date", "YYYY-MM-DD")
     assert_one_line_error(run_cli("ask", "--language", "de", "How large is the loan?"), "--language")
     assert_one_line_error(run_cli("ask", "--today", "tomorrow", "How large is the loan?"), "--today")
 
