@@ -105,7 +105,7 @@ def build_parser() -> Parser:
                                    "like 'last week', applies when neither date is given).")
     filters.add_argument("--since", metavar="YYYY-MM-DD", help="only articles published on or after this date")
     filters.add_argument("--until", metavar="YYYY-MM-DD", help="only articles published on or before this date")
-    filters.add_argument("--outlet", metavar="NAME", help="only articles of this outlet (exactly as stored)")
+    filters.add_argument("--outlet", metavar="NAME", help="only articles of this outlet (case does not matter)")
     filters.add_argument("--language", choices=("en", "nl"), help="only articles in this language")
 
     p = command("eval", "measure retrieval and answers (XQuAD, RGB, our questions)")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from . import timeframe
 from .errors import QuestionError
-from .records import DAY, day_number
+from .records import DAY, OUTLET_KEY, day_number, outlet_key
 
 LANGUAGE_CODES = ("en", "nl")
 
@@ -77,7 +77,7 @@ class Filters:
         if self.until is not None:
             terms.append({DAY: {"$lte": day_number(self.until.isoformat())}})
         if self.outlet is not None:
-            terms.append({"outlet": self.outlet})
+            terms.append({OUTLET_KEY: outlet_key(self.outlet)})
         if self.language is not None:
             terms.append({"language": self.language})
         return both(*terms)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 CHUNKER_VERSION = "s3"
 SOURCE = "source"  # the metadata key naming a chunk's file (relative path, '/' separators)
 DAY = "day"  # the publication date as an int, YYYYMMDD, for Chroma's $gte/$lte; absent for an undated article
+OUTLET_KEY = "outlet_key"  # the outlet as the outlet filter compares it (case and spacing ignored)
 SYNCED_AT = "synced_at"  # index metadata: when the last sync finished (ISO 8601, UTC)
 LANGUAGES = "languages"  # index metadata: the languages of its articles, comma separated
 SENTENCES = "sentences"
@@ -113,12 +114,17 @@ def day_number(date: str) -> int:
     return int(date.replace("-", ""))
 
 
+def outlet_key(outlet: str) -> str:
+    """An outlet's name as filters compare it: "NU.nl" and "nu.NL " are the same outlet."""
+    return " ".join(outlet.split()).casefold()
+
+
 def chunk_metadata(article: Article, start: int, end: int, n: int) -> dict[str, Any]:
     """The metadata stored with chunk ``n`` (``article.text[start:end]``) of an article."""
     return {
         SOURCE: article.source, "title": article.title, "date": article.date, "language": article.language,
         "start": start, "end": end, "chunk": n, "sha256": article.sha256, "kind": article.kind,
-        "outlet": article.outlet, "author": article.author, "url": article.url,
+        "outlet": article.outlet, OUTLET_KEY: outlet_key(article.outlet), "author": article.author, "url": article.url,
         **({DAY: day_number(article.date)} if article.date else {}),
     }
 

@@ -68,6 +68,7 @@ def test_filters_are_exact_dense_and_hybrid(news):
         assert {p.source for p in engine.retrieve("rente haven storm", k=50, language="nl")} == {
             "nos_haven.md", "nu_rente.html", NL}
         assert {p.source for p in engine.retrieve("rail fares", k=50, outlet="BBC News")} == {"bbc_rail.txt"}
+        assert {p.source for p in engine.retrieve("rail fares", k=50, outlet=" bbc  news")} == {"bbc_rail.txt"}
         # an article without a date is outside every date filter
         assert "memo.txt" not in {p.source for p in engine.retrieve("cycling bridge", k=50, until="2100-01-01")}
 

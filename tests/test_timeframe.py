@@ -87,7 +87,7 @@ def test_recency_and_age_note():
 def test_filters_where_and_description():
     assert Filters().where() is None and not Filters()
     f = Filters.of("2026-01-01", "2026-01-31", " NOS ", "NL")
-    assert f.where() == {"$and": [{"day": {"$gte": 20260101}}, {"day": {"$lte": 20260131}}, {"outlet": "NOS"},
+    assert f.where() == {"$and": [{"day": {"$gte": 20260101}}, {"day": {"$lte": 20260131}}, {"outlet_key": "nos"},
                                   {"language": "nl"}]}
     assert Filters.of(since="2026-01-01").where() == {"day": {"$gte": 20260101}}
     assert f.describe("en") == "from 2026-01-01 to 2026-01-31, outlet NOS, language nl"
