@@ -168,3 +168,12 @@ def test_ui_filters(seeded_index):
     assert "2025-12-31" in last[1][-1]["content"].replace("\\", "")
     *_, bad = reply(engine, question, [], [], [], (), filter_values("soon", "", "", "en"))
     assert "YYYY-MM-DD" in bad[1][-1]["content"].replace("\\", "")
+
+
+@pytest.mark.slow
+def test_cli_latest_question_says_how_old_the_evidence_is(seeded):
+    proc = run_cli("ask", *where(seeded), "What is the latest on how much SoftBank might invest in OpenAI?",
+                   env={"RAG_TODAY": "2026-02-02"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "(The newest cited article is from 2026-01-28, 5 days before 2026-02-02.)" in proc.stdout, proc.stdout
+    assert f"[1] {NL} - " in proc.stdout and ", 2026-01-28 (characters " in proc.stdout
