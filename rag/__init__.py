@@ -15,6 +15,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the heavy imports wait until they are used (fast `rag --help`, cheap `import rag`)
+    from datetime import date
+
     from .answering import Answer, AnswerStream, Citation, HistoryLike, question_language
     from .citations import strip_markers
     from .engine import ArticleView, Engine
@@ -32,25 +34,36 @@ __all__ = ["answer", "stream_answer", "retrieve", "sync", "Engine", "Settings", 
            "export_json", "escape_markdown", "openai_app", "run_server"]
 
 
-def answer(question: str, history: HistoryLike | None = None, k: int | None = None) -> Answer:
-    """Answer ``question`` from the index; ``history`` holds earlier (question, answer) turns."""
+def answer(question: str, history: HistoryLike | None = None, k: int | None = None, *,
+           since: str | date | None = None, until: str | date | None = None, outlet: str | None = None,
+           language: str | None = None) -> Answer:
+    """Answer ``question`` from the index; ``history`` holds earlier (question, answer) turns.
+
+    Only articles published ``since``..``until`` (``YYYY-MM-DD``), by ``outlet``, in ``language`` are used.
+    """
     from .engine import default_engine
 
-    return default_engine().answer(question, history, k)
+    return default_engine().answer(question, history, k, since=since, until=until, outlet=outlet, language=language)
 
 
-def stream_answer(question: str, history: HistoryLike | None = None, k: int | None = None) -> AnswerStream:
+def stream_answer(question: str, history: HistoryLike | None = None, k: int | None = None, *,
+                  since: str | date | None = None, until: str | date | None = None, outlet: str | None = None,
+                  language: str | None = None) -> AnswerStream:
     """The answer as it is generated: iterate for text pieces, then ``.answer`` is the checked ``Answer``."""
     from .engine import default_engine
 
-    return default_engine().stream_answer(question, history, k)
+    return default_engine().stream_answer(question, history, k, since=since, until=until, outlet=outlet,
+                                          language=language)
 
 
-def retrieve(question: str, k: int | None = None) -> list[Passage]:
-    """The ``k`` passages that best match ``question`` (``k`` defaults to the setting, ``RAG_K``)."""
+def retrieve(question: str, k: int | None = None, *, since: str | date | None = None,
+             until: str | date | None = None, outlet: str | None = None, language: str | None = None
+             ) -> list[Passage]:
+    """The ``k`` passages that best match ``question`` (``k`` defaults to the setting, ``RAG_K``), from the
+    articles the filters let through."""
     from .engine import default_engine
 
-    return default_engine().retrieve(question, k)
+    return default_engine().retrieve(question, k, since=since, until=until, outlet=outlet, language=language)
 
 
 def sync(rebuild: bool = False) -> SyncReport:

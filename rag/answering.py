@@ -9,21 +9,23 @@ timings, the claims); every way of declining ends in one place (``Refusal``); an
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import re
 import threading
 import time
 import unicodedata
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from . import evidence as E, prompting, verification
+from . import evidence as E, prompting, timeframe, verification
 from .chunking import truncate_tokens
 from .citations import markers, strip_markers
 from .errors import LLMUnavailable, QuestionError
 from .evidence import Sentence
+from .filters import Filters, for_question
 from .records import Passage
 from .settings import Settings
 from .sources import DUTCH_WORDS, detect_language
@@ -35,6 +37,14 @@ REFUSALS = {
     "en": "The sources do not contain the answer to this question.",
     "nl": "De bronnen bevatten geen antwoord op deze vraag.",
 }
+FILTERED_OUT = {  # the refusal when the filters (or the question's time range) leave no article
+    "en": "The sources hold no article that matches the filters ({}).",
+    "nl": "De bronnen bevatten geen artikel dat aan de filters voldoet ({}).",
+}
+# Added to a chunk's score for a question that asks for the latest news, times its recency among the
+# retrieved chunks (1 for the newest): of the order of the gap between related chunks, so the newest of
+# the relevant ones wins without an unrelated new article overtaking them.
+RECENCY_WEIGHT = 0.03
 
 HistoryLike = Sequence[tuple[str, str]] | Sequence[dict]
 
@@ -55,6 +65,9 @@ class Citation:
     context_start: int
     context_end: int
     kind: str = "text"
+    outlet: str = ""
+    author: str = ""
+    url: str = ""
 
     def as_json(self) -> dict:
         d = asdict(self)
@@ -77,6 +90,7 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     refusal_reason: str = ""
     evidence: list[Sentence] = field(default_factory=list)  # the numbered sentences the model read
+    note: str = ""  # for a question about the latest news: how old the newest cited article is
 
     def as_json(self) -> dict:
         """The ``rag ask --json`` object."""
@@ -89,6 +103,7 @@ class Answer:
                         "repaired": c.repaired} for c in self.claims],
             "timings": self.timings,
             **({"refusal_reason": self.refusal_reason} if self.refused else {}),
+            **({"note": self.note} if self.note else {}),
         }
 
 
@@ -216,13 +231,21 @@ def render(claims: list[Claim], evidence: list[Sentence]) -> tuple[str, list[Cit
     for n in order:
         s = evidence[n - 1]
         a, b = context[n - 1]
-        citations.append(Citation(s.source, s.title, s.date, s.language, s.start, s.end, s.text, s.score, a, b, s.kind))
+        citations.append(Citation(s.source, s.title, s.date, s.language, s.start, s.end, s.text, s.score, a, b, s.kind,
+                                  s.outlet, s.author, s.url))
     return " ".join(out), citations, renumbered
 
 
 # ---- the pipeline ---------------------------------------------------------------------------------
 class Refusal(Exception):
-    """An answer step declines: the sources do not answer this question (``reason`` says why, for logs)."""
+    """An answer step declines: the sources do not answer this question (the message says why, for logs).
+
+    ``text`` is what the answer says instead of the usual refusal (in the question's language), if anything.
+    """
+
+    def __init__(self, reason: str, text: str = "") -> None:
+        super().__init__(reason)
+        self.text = text
 
 
 class Unsupported(Refusal):
@@ -237,6 +260,9 @@ class Run:
     pairs: list[tuple[str, str]]
     k: int | None
     language: str
+    filters: Filters = field(default_factory=Filters)
+    today: dt.date = field(default_factory=dt.date.today)
+    latest: bool = False  # the question asks for the latest news
     standalone: str = ""
     vector: np.ndarray | None = None
     passages: list[Passage] = field(default_factory=list)
@@ -288,11 +314,13 @@ class Pipeline:
         self._llm = llm
         self._llm_loaded = llm_loaded
 
-    def stream(self, question: str, history: HistoryLike | None = None, k: int | None = None) -> AnswerStream:
-        """Check the question now (``QuestionError``), then answer it as the stream is read."""
+    def stream(self, question: str, history: HistoryLike | None = None, k: int | None = None,
+               filters: Filters | None = None) -> AnswerStream:
+        """Check the question now (``QuestionError``), then answer it as the stream is read, from the
+        articles ``filters`` let through."""
         q = clean_question(question, self.settings.question_budget)
         run = Run(q, [(_history_text(a, 100), _history_text(b, 100)) for a, b in history_pairs(history)], k,
-                  question_language(q))
+                  question_language(q), filters or Filters(), timeframe.today(self.settings.today))
         return AnswerStream(self._steps(run))
 
     def _steps(self, run: Run) -> Generator[str, None, Answer]:
@@ -308,13 +336,15 @@ class Pipeline:
         except Refusal as r:
             log.info("refusing %r: %s", run.question, r)
             run.mark("total_s", run.started)
-            return Answer(run.question, REFUSALS.get(run.language, REFUSALS["en"]), [], True, run.language,
+            text = r.text or REFUSALS.get(run.language, REFUSALS["en"])
+            return Answer(run.question, text, [], True, run.language,
                           claims=run.claims, passages=run.passages, standalone_question=run.standalone,
                           timings=run.timings, refusal_reason=str(r), evidence=run.evidence)
         text, citations, claims = render(run.claims, run.evidence)
         run.mark("total_s", run.started)
+        note = timeframe.age_note([c.date for c in citations], run.today, run.language) if run.latest else ""
         return Answer(run.question, text, citations, False, run.language, claims, run.passages, run.standalone,
-                      run.timings, evidence=run.evidence)
+                      run.timings, evidence=run.evidence, note=note)
 
     def _condense(self, run: Run) -> None:
         run.standalone = run.question
@@ -335,15 +365,25 @@ class Pipeline:
         if not self._llm_loaded():  # a cold start: load the model while retrieval runs
             preload = threading.Thread(target=self._preload, daemon=True)
             preload.start()
+        run.filters = for_question(run.filters, run.standalone, run.today)
+        run.latest = timeframe.asks_latest(run.standalone)
         try:
             run.vector = np.asarray(self.retriever.query_vector(run.standalone), dtype=np.float32)
-            run.passages = self.retriever.retrieve(run.standalone, run.k, vector=run.vector)
+            run.passages = self.retriever.retrieve(run.standalone, run.k, vector=run.vector, filters=run.filters)
         finally:
             # llama.cpp points the process's stdout and stderr at /dev/null while it loads a model:
             # nothing may be printed (an error, a refusal) before the load is over
             if preload is not None:
                 preload.join()
         run.mark("retrieve_s", t)
+        if not run.passages and run.filters:
+            what = run.filters.describe(run.language)
+            raise Refusal(f"no article matches the filters ({what})",
+                          FILTERED_OUT.get(run.language, FILTERED_OUT["en"]).format(what))
+        if run.latest:
+            boost = timeframe.recency([p.date for p in run.passages])
+            run.passages = sorted((replace(p, score=round(p.score + RECENCY_WEIGHT * b, 4))
+                                   for p, b in zip(run.passages, boost, strict=True)), key=lambda p: -p.score)
 
     def _preload(self) -> None:
         with contextlib.suppress(LLMUnavailable):  # the answer step loads it again and reports the error
@@ -358,7 +398,9 @@ class Pipeline:
             raise Refusal("no evidence sentences were retrieved")
 
     def _generate(self, run: Run) -> Iterator[str]:
-        messages = prompting.answer_messages(run.standalone, run.evidence, run.language)
+        about_time = run.latest or run.filters.dated
+        messages = prompting.answer_messages(run.standalone, run.evidence, run.language,
+                                             run.today.isoformat() if about_time else "")
         t = time.perf_counter()
         pieces: list[str] = []
         try:

@@ -88,14 +88,17 @@ class BM25:
             raise IndexUnavailable(f"the BM25 index in {folder} is damaged ({e}): run `rag index --rebuild`") from None
         return BM25(retriever, ids, sources)
 
-    def search(self, query: str, k: int, dead: frozenset[str] = frozenset(),
-               dead_chunks: int = 0) -> list[tuple[float, str]]:
+    def search(self, query: str, k: int, dead: frozenset[str] = frozenset(), dead_chunks: int = 0,
+               allowed: frozenset[str] | None = None) -> list[tuple[float, str]]:
         """(score, id) of the ``k`` best chunks for ``query`` (fewer if fewer match), leaving out the
-        ``dead_chunks`` chunks of the ``dead`` sources."""
+        ``dead_chunks`` chunks of the ``dead`` sources, and all but the ``allowed`` ids when it is given."""
         vocab = getattr(self.retriever, "vocab_dict", None) or {}
         tokens = [t for t in bm25_tokens(query) if t in vocab]
         if not tokens or not self.ids:
             return []
-        docs, scores = self.retriever.retrieve([tokens], k=min(k + dead_chunks, len(self.ids)), show_progress=False)
+        # a filter can leave out any number of the best: then every chunk is ranked, and the filter applied
+        depth = len(self.ids) if allowed is not None else min(k + dead_chunks, len(self.ids))
+        docs, scores = self.retriever.retrieve([tokens], k=depth, show_progress=False)
         found = [(float(s), int(d)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
-        return [(s, self.ids[d]) for s, d in found if self.sources[d] not in dead][:k]
+        return [(s, self.ids[d]) for s, d in found
+                if self.sources[d] not in dead and (allowed is None or self.ids[d] in allowed)][:k]

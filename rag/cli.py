@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import textwrap
+from datetime import date
 from pathlib import Path
 from typing import Literal, NoReturn, get_args, get_origin
 
@@ -51,7 +52,7 @@ def _metavar(name: str, annotation: object) -> str:
     kind = next((a for a in get_args(annotation) if a is not type(None)), annotation)
     if name.endswith("_url"):
         return "URL"
-    return {Path: "DIR", int: "N", float: "NUM"}.get(kind, "TEXT")
+    return {Path: "DIR", int: "N", float: "NUM", date: "YYYY-MM-DD"}.get(kind, "TEXT")
 
 
 def add_settings_flags(parser: argparse.ArgumentParser, aliases: dict[str, list[str]] = ALIASES) -> None:
@@ -100,6 +101,12 @@ def build_parser() -> Parser:
     output.add_argument("--markdown", action="store_true",
                         help="print the answer as Markdown: its text, then each cited sentence quoted with its file, "
                         "title, date and character range (the chat UI's Markdown download)")
+    filters = p.add_argument_group("filters", "Answer only from some articles (a range named in the question, "
+                                   "like 'last week', applies when neither date is given).")
+    filters.add_argument("--since", metavar="YYYY-MM-DD", help="only articles published on or after this date")
+    filters.add_argument("--until", metavar="YYYY-MM-DD", help="only articles published on or before this date")
+    filters.add_argument("--outlet", metavar="NAME", help="only articles of this outlet (case does not matter)")
+    filters.add_argument("--language", choices=("en", "nl"), help="only articles in this language")
 
     p = command("eval", "measure retrieval and answers (XQuAD, RGB, our questions)")
     p.add_argument("contexts", type=Path, help="SQuAD JSON whose paragraphs are indexed, RGB JSON lines, or a JSON "
@@ -150,9 +157,9 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _print_sources(sources, out) -> None:
-    """Each cited sentence (or retrieved passage), quoted, with its file, date and characters."""
+    """Each cited sentence (or retrieved passage), quoted, with its file, outlet, date and characters."""
     for i, p in enumerate(sources, 1):
-        when = f", {p.date}" if p.date else ""
+        when = "".join(f", {x}" for x in (p.outlet, p.date) if x)
         print(f"[{i}] {p.source} - {p.title}{when} (characters {p.start}-{p.end})", file=out)
         quote = textwrap.shorten(" ".join(p.text.split()), 400, placeholder=" ...")
         print(textwrap.indent(textwrap.fill(f'"{quote}"', 96), "    "), file=out)
@@ -162,14 +169,17 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from .answering import clean_question
     from .engine import Engine
     from .errors import LLMUnavailable
+    from .filters import Filters
 
     engine = Engine(settings)
     clean_question(args.question, engine.settings.question_budget)  # bad input fails before any work
+    filters = {"since": args.since, "until": args.until, "outlet": args.outlet, "language": args.language}
+    Filters.of(**filters)
     if not engine.settings.chroma_url and not engine.store.exists():
         print("no index yet: building it first", file=sys.stderr)
     engine.ensure_index()
     stream = not (args.json or args.markdown) and sys.stdout.isatty()
-    answer = engine.stream_answer(args.question)
+    answer = engine.stream_answer(args.question, **filters)
     try:
         for piece in answer:
             if stream:
@@ -197,6 +207,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     for c in result.claims:
         if not c.supported:
             print(f"  (unsupported by the sources: {c.text})")
+    if result.note:
+        print(f"({result.note})")
     if result.citations:
         print("\nSources:")
         _print_sources(result.citations, sys.stdout)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from dataclasses import dataclass
 from typing import Literal
 
-from . import answering as A
+from . import answering as A, timeframe
 from .answering import Answer, AnswerStream, Citation, HistoryLike
+from .filters import Filters, for_question
 from .indexing import SyncReport, sync
 from .records import SYNCED_AT, Passage, indexed_files
 from .retrieval import Retriever
@@ -94,23 +96,35 @@ class Engine:
             problem = "changed"
         return ArticleView(masked(passage.text, passage.kind), 0, len(passage.text), problem)
 
-    def retrieve(self, question: str, k: int | None = None) -> list[Passage]:
-        """The best passages for a question."""
-        return self.retriever.retrieve(A.clean_question(question, self.settings.question_budget), k)
+    def retrieve(self, question: str, k: int | None = None, *, since: str | dt.date | None = None,
+                 until: str | dt.date | None = None, outlet: str | None = None,
+                 language: str | None = None) -> list[Passage]:
+        """The best passages for a question, from the articles the filters let through (see ``stream_answer``)."""
+        filters = Filters.of(since, until, outlet, language)
+        q = A.clean_question(question, self.settings.question_budget)
+        return self.retriever.retrieve(q, k, filters=for_question(filters, q, timeframe.today(self.settings.today)))
 
-    def answer(self, question: str, history: HistoryLike | None = None, k: int | None = None) -> Answer:
+    def answer(self, question: str, history: HistoryLike | None = None, k: int | None = None, *,
+               since: str | dt.date | None = None, until: str | dt.date | None = None, outlet: str | None = None,
+               language: str | None = None) -> Answer:
         """Answer a question from the index, citing sentences; see ``stream_answer``."""
-        return self.stream_answer(question, history, k).result()
+        return self.stream_answer(question, history, k, since=since, until=until, outlet=outlet,
+                                  language=language).result()
 
-    def stream_answer(self, question: str, history: HistoryLike | None = None, k: int | None = None) -> AnswerStream:
+    def stream_answer(self, question: str, history: HistoryLike | None = None, k: int | None = None, *,
+                      since: str | dt.date | None = None, until: str | dt.date | None = None,
+                      outlet: str | None = None, language: str | None = None) -> AnswerStream:
         """The answer as it is generated: iterate for text pieces, then ``.answer`` is the checked ``Answer``.
 
-        Raises ``QuestionError`` at once for an unusable question; while the stream is read,
-        ``IndexUnavailable`` without an index and ``LLMUnavailable`` (with ``.passages``) when the LLM
-        cannot be used.
+        Only articles published ``since``..``until`` (``YYYY-MM-DD``, inclusive), by ``outlet``, in
+        ``language`` ("en" or "nl") are used; a date range named in the question ("last week", "gisteren")
+        applies when neither date is given. Raises ``QuestionError`` at once for an unusable question or
+        filter; while the stream is read, ``IndexUnavailable`` without an index and ``LLMUnavailable`` (with
+        ``.passages``) when the LLM cannot be used.
         """
+        filters = Filters.of(since, until, outlet, language)
         pipeline = A.Pipeline(self.settings, self.retriever, lambda: self.llm, lambda: self._llm is not None)
-        return pipeline.stream(question, history, k)
+        return pipeline.stream(question, history, k, filters)
 
 
 _default: Engine | None = None

@@ -99,6 +99,9 @@ class Sentence:
     text: str
     vector: Any = field(compare=False, repr=False)
     score: float = field(default=0.0, compare=False)
+    outlet: str = ""
+    author: str = ""
+    url: str = ""
 
 
 @lru_cache(maxsize=1)
@@ -171,7 +174,8 @@ def article_sentences(passages: list[Passage]) -> tuple[list[Sentence], dict[int
             if key not in found:
                 found[key] = len(out)
                 out.append(Sentence(p.source, p.title, p.date, p.language, p.kind, a, b,
-                                    p.text[a - p.start:b - p.start], vector))
+                                    p.text[a - p.start:b - p.start], vector, outlet=p.outlet, author=p.author,
+                                    url=p.url))
                 chunk_score.append(p.score)
             i = found[key]
             chunk_score[i] = max(chunk_score[i], p.score)

@@ -62,7 +62,8 @@ def _code(name: str) -> str:
 
 
 def _source(n: int, c: Citation, words: dict[str, str]) -> str:
-    date = f" ({escape_markdown(c.date)})" if c.date else ""
+    when = ", ".join(x for x in (c.outlet, c.date) if x)
+    date = f" ({escape_markdown(when)})" if when else ""
     indent = " " * len(f"{n}. ")  # the quote belongs to the list item
     quote = escape_markdown(" ".join(c.text.split()))
     return (f"{n}. {_code(c.source)}: {escape_markdown(c.title)}{date}, {words['chars']} {c.start}–{c.end}\n"
@@ -80,7 +81,8 @@ def reply_markdown(answer: Answer) -> str:
     if not answer.citations:
         return text
     sources = "\n".join(_source(n, c, words) for n, c in enumerate(answer.citations, 1))
-    return f"{text}\n\n**{words['sources']}:**\n\n{sources}"
+    note = f"\n\n_{escape_markdown(answer.note)}_" if answer.note else ""  # after the sources: not in the history
+    return f"{text}\n\n**{words['sources']}:**\n\n{sources}{note}"
 
 
 def reply_text(markdown: str) -> str:

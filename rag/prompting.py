@@ -78,12 +78,14 @@ def _heading(s: Sentence) -> str:
     # sentence, whose figures the 1.5B model then took for the answer's: only real headlines are shown.
     title = " ".join(s.title.split())
     shown = f": {title}" if title and len(title) <= 120 and not title.endswith((".", "…", "...")) else ""
-    return f"Article{shown} ({s.date or 'no date'})"
+    outlet = " ".join(TEMPLATE_TOKEN.sub(" ", s.outlet).split())[:60]
+    return f"Article{shown} ({outlet + ', ' if outlet else ''}{s.date or 'no date'})"
 
 
-def answer_messages(question: str, evidence: list[Sentence], language: str) -> list[dict[str, str]]:
+def answer_messages(question: str, evidence: list[Sentence], language: str, today: str = "") -> list[dict[str, str]]:
     """The chat messages for one answer: the fixed system prompt, then the numbered sentences by article,
-    those that follow each other in the article on one line, as they read there."""
+    those that follow each other in the article on one line, as they read there; ``today``, the date, is
+    told when it is given (for a question about time: "last week", "the latest")."""
     lines: list[str] = []
     source = None
     prev = None
@@ -99,7 +101,7 @@ def answer_messages(question: str, evidence: list[Sentence], language: str) -> l
         prev = s
     question = TEMPLATE_TOKEN.sub(" ", question)
     user = (
-        "Sources:\n" + "\n".join(lines) + f"\n\nQuestion: {question}\n\n"
+        (f"Today is {today}.\n" if today else "") + "Sources:\n" + "\n".join(lines) + f"\n\nQuestion: {question}\n\n"
         f"Answer in {LANGUAGE_NAMES.get(language, 'English')} and cite the sentence numbers like [1]."
     )
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]

@@ -29,8 +29,11 @@ if TYPE_CHECKING:
     from .settings import Settings
     from .sources import Article
 
-CHUNKER_VERSION = "s2"  # bump when chunking changes what is stored: indexes rebuild. s2: sentence spans+vectors
+# bump when chunking changes what is stored: indexes rebuild. s2: sentence spans+vectors. s3: article metadata
+CHUNKER_VERSION = "s3"
 SOURCE = "source"  # the metadata key naming a chunk's file (relative path, '/' separators)
+DAY = "day"  # the publication date as an int, YYYYMMDD, for Chroma's $gte/$lte; absent for an undated article
+OUTLET_KEY = "outlet_key"  # the outlet as the outlet filter compares it (case and spacing ignored)
 SYNCED_AT = "synced_at"  # index metadata: when the last sync finished (ISO 8601, UTC)
 LANGUAGES = "languages"  # index metadata: the languages of its articles, comma separated
 SENTENCES = "sentences"
@@ -60,6 +63,9 @@ class Passage:
     embedding: Any = field(default=None, compare=False, repr=False)
     sentences: tuple[tuple[int, int], ...] = field(default=(), compare=False, repr=False)
     sentence_vectors: Any = field(default=None, compare=False, repr=False)
+    outlet: str = ""
+    author: str = ""
+    url: str = ""
 
     def as_json(self) -> dict:
         d = asdict(self)
@@ -92,7 +98,8 @@ def passage(id_: str, text: str, meta: dict, score: float, embedding=None) -> Pa
         language=meta.get("language", ""), start=int(meta["start"]), end=int(meta["end"]),
         text=text, score=round(float(score), 4), id=id_, kind=meta.get("kind", "text"),
         embedding=None if embedding is None else np.asarray(embedding, dtype=np.float32),
-        sentences=spans, sentence_vectors=vectors,
+        sentences=spans, sentence_vectors=vectors, outlet=meta.get("outlet", ""), author=meta.get("author", ""),
+        url=meta.get("url", ""),
     )
 
 
@@ -102,11 +109,23 @@ def chunk_id(source: str, start: int, end: int, text: str) -> str:
     return hashlib.sha256(f"{source}\0{start}\0{end}\0{text}".encode()).hexdigest()[:32]
 
 
+def day_number(date: str) -> int:
+    """``YYYYMMDD`` as an int (``DAY``) of an ISO date ``YYYY-MM-DD``."""
+    return int(date.replace("-", ""))
+
+
+def outlet_key(outlet: str) -> str:
+    """An outlet's name as filters compare it: "NU.nl" and "nu.NL " are the same outlet."""
+    return " ".join(outlet.split()).casefold()
+
+
 def chunk_metadata(article: Article, start: int, end: int, n: int) -> dict[str, Any]:
     """The metadata stored with chunk ``n`` (``article.text[start:end]``) of an article."""
     return {
         SOURCE: article.source, "title": article.title, "date": article.date, "language": article.language,
         "start": start, "end": end, "chunk": n, "sha256": article.sha256, "kind": article.kind,
+        "outlet": article.outlet, OUTLET_KEY: outlet_key(article.outlet), "author": article.author, "url": article.url,
+        **({DAY: day_number(article.date)} if article.date else {}),
     }
 
 

@@ -7,6 +7,7 @@ import threading
 
 from .bm25 import BM25
 from .errors import IndexUnavailable
+from .filters import Filters, both
 from .records import Passage, index_languages, index_mismatches, passage
 from .settings import Settings
 from .store import Snapshot, Store, open_store
@@ -57,8 +58,9 @@ class Retriever:
 
         return query_embedding(self.settings.embedder, text)
 
-    def retrieve(self, question: str, k: int | None = None, vector=None) -> list[Passage]:
-        """The ``k`` passages that best answer ``question``, best first.
+    def retrieve(self, question: str, k: int | None = None, vector=None, filters: Filters | None = None
+                 ) -> list[Passage]:
+        """The ``k`` passages that best answer ``question``, best first, among the chunks ``filters`` let through.
 
         Passages in another language than the question get ``cross_language_offset`` added to
         their cosine score: e5 rates same-language text higher by about that much (measured on
@@ -73,13 +75,14 @@ class Retriever:
         vector = self.query_vector(question) if vector is None else [float(x) for x in vector]
         depth = max(k, 20) if self.settings.hybrid else k
         offset = self.settings.cross_language_offset
-        mixed = offset and (self._languages is None or len(self._languages) > 1)
+        where = filters.where() if filters else None
+        mixed = offset and (self._languages is None or len(self._languages) > 1) and not (filters and filters.language)
         # With an offset, a passage of the other language just below the probed ones could still
         # outrank the last of the top ``depth``: probe deeper (twice at most), and only when that is
         # not enough ask Chroma for the other language alone (a filtered query is a linear scan).
         first = max(2 * depth, 5 * k) if mixed else depth
         for probe in (first, 8 * first):
-            found = self._query(snap, vector, probe, None, language)
+            found = self._query(snap, vector, probe, where, language)
             dense = sorted(found.values(), key=lambda p: p.score, reverse=True)
             if not mixed or len(found) < probe:
                 break
@@ -87,12 +90,12 @@ class Retriever:
             if dense[depth - 1].score >= bound:
                 break
         else:
-            found.update(self._query(snap, vector, depth, {"language": {"$ne": language}}, language))
+            found.update(self._query(snap, vector, depth, both({"language": {"$ne": language}}, where), language))
             dense = sorted(found.values(), key=lambda p: p.score, reverse=True)
         dense = dense[:depth]
         if not self.settings.hybrid:
             return dense[:k]
-        return self._fuse(snap, dense, self._sparse(snap, question, depth), vector, k, language)
+        return self._fuse(snap, dense, self._sparse(snap, question, depth, where), vector, k, language)
 
     def _query(self, snap: Snapshot, vector: list[float], n: int, where: dict | None,
                language: str) -> dict[str, Passage]:
@@ -101,12 +104,14 @@ class Retriever:
         return {hit.id: self._passage(hit.id, hit.document, hit.metadata, 1.0 - hit.distance, language, hit.embedding)
                 for hit in snap.query(vector, n, where)}
 
-    def _sparse(self, snap: Snapshot, question: str, depth: int) -> list[str]:
-        """Ids of the ``depth`` best live chunks by BM25, each segment searched on its own."""
+    def _sparse(self, snap: Snapshot, question: str, depth: int, where: dict | None = None) -> list[str]:
+        """Ids of the ``depth`` best live chunks by BM25 (of those ``where`` lets through), each segment
+        searched on its own."""
+        allowed = None if where is None else frozenset(snap.get(where=where, include=[])["ids"])
         found = []
         for seg in snap.segments:
             dead, dead_chunks = (snap.dead, snap.dead_chunks) if seg is snap.base else (frozenset(), 0)
-            found += self._bm25[seg.name].search(question, depth, dead, dead_chunks)
+            found += self._bm25[seg.name].search(question, depth, dead, dead_chunks, allowed)
         return [id_ for _, id_ in sorted(found, reverse=True)[:depth]]
 
     def _passage(self, id_: str, text: str, meta: dict, cosine: float, language: str, embedding) -> Passage:

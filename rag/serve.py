@@ -16,6 +16,7 @@ the index or the LLM cannot be used.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import secrets
@@ -36,6 +37,7 @@ from starlette.exceptions import HTTPException
 
 from .errors import IndexUnavailable, LLMUnavailable, QuestionError, RagError, SourceError
 from .export import reply_markdown, reply_text
+from .filters import Filters
 
 if TYPE_CHECKING:
     from .answering import Answer
@@ -70,6 +72,11 @@ class ChatRequest(BaseModel):
     model: str
     messages: list[Message] = Field(min_length=1)
     stream: bool = False
+    # rag-news' own fields: the filters of `rag ask` (dates as YYYY-MM-DD)
+    since: str | None = None
+    until: str | None = None
+    outlet: str | None = None
+    language: str | None = None
 
 
 class APIError(Exception):
@@ -161,8 +168,14 @@ def openai_app(engine: Engine) -> FastAPI:
         # our own replies come back as history: their source lists are not part of the conversation
         history = [{"role": m.role, "content": reply_text(m.text()) if m.role == "assistant" else m.text()}
                    for m in earlier]
+        filters = {"since": request.since, "until": request.until, "outlet": request.outlet,
+                   "language": request.language}
         try:
-            answer = await anyio.to_thread.run_sync(engine.answer, last.text(), history)
+            Filters.of(**filters)
+        except QuestionError as e:
+            raise APIError(400, str(e), "invalid_request_error", "invalid_filter") from None
+        try:
+            answer = await anyio.to_thread.run_sync(functools.partial(engine.answer, last.text(), history, **filters))
         except RagError as e:
             raise api_error(e) from None
         reply_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())

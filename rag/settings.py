@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -47,6 +48,11 @@ class Settings(BaseSettings):
     cross_language_offset: float = Field(
         0.025, description="Added to the cosine of passages in another language than the question. e5 rates "
         "same-language text about 0.045 higher (XQuAD); 0.025 put the most answers in the prompt on the seeds."
+    )
+
+    today: date | None = Field(
+        None, description="The date questions count from ('last week', 'gisteren', 'in January'), as YYYY-MM-DD; "
+        "unset: the clock's date."
     )
 
     # --- answering ----------------------------------------------------------------------------

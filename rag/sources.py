@@ -1,4 +1,4 @@
-"""Finding and reading articles: decoding, date, title and language."""
+"""Finding and reading articles: decoding, date, title, language and news metadata (``rag.metadata``)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import metadata
 from .errors import SourceError
 
 log = logging.getLogger(__name__)
 
 EXTENSIONS = (".txt", ".md", ".html", ".htm")
+LANGUAGES = ("en", "nl")  # what detect_language tells apart; a declared language is taken when it is one of them
 
 _DATE = re.compile(r"\s*date\s+(\d{4}-\d{2}-\d{2})\b[ \t]*\n?")
 # HTML markup that is not article text; replaced by spaces of the same length so offsets stay exact.
@@ -41,7 +43,7 @@ _EN = set(
 
 @dataclass(frozen=True)
 class Article:
-    """One decoded article. ``body_start`` is where the text proper begins (after a date line)."""
+    """One decoded article. ``body_start`` is where the text proper begins (after front matter and a date line)."""
 
     source: str  # path relative to the sources folder, with '/' separators
     text: str
@@ -51,6 +53,9 @@ class Article:
     language: str
     body_start: int
     kind: str  # "text", "markdown" or "html"
+    outlet: str = ""
+    author: str = ""
+    url: str = ""
 
 
 def detect_language(text: str) -> str:
@@ -115,7 +120,7 @@ def masked(text: str, kind: str) -> str:
 def _title(text: str, body_start: int, kind: str, source: str) -> str:
     if kind == "html" and (m := _HTML_TITLE.search(text)):
         return plain(m.group(1), "html")[:160] or Path(source).stem
-    if kind == "markdown" and (m := re.search(r"(?m)^#{1,3}\s+(.+)$", text)):
+    if kind == "markdown" and (m := re.compile(r"(?m)^#{1,3}\s+(.+)$").search(text, body_start)):
         return m.group(1).strip()[:160]
     body = plain(masked(text[body_start:], kind), "text")
     first = re.split(r"(?<=[.!?])\s", body, maxsplit=1)[0] if body else ""
@@ -135,19 +140,24 @@ def load(root: Path, source: str, data: bytes | None = None) -> Article:
         raise ValueError("binary file")
     text = decode(data)
     kind = _kind(path)
-    m = _DATE.match(text)
-    date, body_start = (m.group(1), m.end()) if m else ("", 0)
+    meta = metadata.read(text, kind)
+    m = _DATE.match(text, meta.body_start)
+    date, body_start = (m.group(1), m.end()) if m else (meta.date, meta.body_start)
     if not text[body_start:].strip() or not plain(masked(text[body_start:], kind), "text"):
         raise ValueError("no article text")
     return Article(
         source=source,
         text=text,
         sha256=hashlib.sha256(data).hexdigest(),
-        title=_title(text, body_start, kind, source),
+        title=meta.title[:160] or _title(text, body_start, kind, source),
         date=date,
-        language=detect_language(plain(masked(text[body_start:], kind), "text")),
+        language=meta.language if meta.language in LANGUAGES else detect_language(
+            plain(masked(text[body_start:], kind), "text")),
         body_start=body_start,
         kind=kind,
+        outlet=meta.outlet,
+        author=meta.author,
+        url=meta.url,
     )
 
 

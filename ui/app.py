@@ -167,6 +167,7 @@ def answer_markdown(answer: Answer, turn: int) -> str:
     t = texts(answer.language)
     if answer.refused or not answer.claims:
         return escape_md(answer.text)
+    note = f"\n\n_{escape_md(answer.note)}_" if answer.note else ""  # how old the evidence of a "latest" answer is
     parts = []
     for claim in answer.claims:
         sentence = escape_md(claim.sentence)
@@ -178,7 +179,7 @@ def answer_markdown(answer: Answer, turn: int) -> str:
             title = html.escape(p.source if p else "", quote=True)
             sentence += f' <a href="#{cite_id(turn, n)}" class="rag-cite" title="{title}">[{n}]</a>'
         parts.append(sentence)
-    return " ".join(parts)
+    return " ".join(parts) + note
 
 
 def _display(segment: str, kind: str) -> str:
@@ -203,7 +204,11 @@ def passage_card(engine: Engine, turn: int, n: int, p: Citation | Passage, t: di
     after = (f'<span class="rag-context">{_display(view.text[view.end:ce], p.kind)}</span>'
              + _display(view.text[ce:hi], p.kind) + ("…" if hi < len(view.text) else ""))
     note = t[view.problem] if view.problem else ""
+    outlet = html.escape(" · ".join(x for x in (p.outlet, p.author) if x))
+    if outlet and re.match(r"https?://", p.url):
+        outlet = f'<a href="{html.escape(p.url, quote=True)}" target="_blank" rel="noopener noreferrer">{outlet}</a>'
     meta = " · ".join([
+        *([outlet] if outlet else []),
         html.escape(p.date or t["no_date"]),
         f'<span class="rag-file">{html.escape(p.source)}</span>',
         t["chars"].format(a=p.start, b=p.end),
@@ -250,10 +255,10 @@ def _format_time(iso: str | None) -> str:
         return iso
 
 
-def _retrieve(engine: Engine, question: str) -> list[Passage]:
+def _retrieve(engine: Engine, question: str, filters: dict | None = None) -> list[Passage]:
     """Passages for a question without the LLM (a follow-up fails before retrieval when the LLM is down)."""
     try:
-        return engine.retrieve(question)
+        return engine.retrieve(question, **(filters or {}))
     except Exception as e:  # noqa: BLE001 - a fallback must not hide the error being reported
         log.warning("retrieval failed too: %s", e)
         return []
@@ -262,14 +267,22 @@ def _retrieve(engine: Engine, question: str) -> list[Passage]:
 SKIP = object()  # placeholder for gr.skip() in the tuples of ``reply``
 
 
+def filter_values(since: str | None, until: str | None, outlet: str | None, language: str | None) -> dict:
+    """The keyword arguments of ``Engine.stream_answer`` from the Filters controls (empty or "any": no filter)."""
+    return {"since": since or None, "until": until or None, "outlet": outlet or None,
+            "language": None if language in (None, "", "any") else language}
+
+
 def reply(engine: Engine, message: str, chat: list, pairs: list, turns: list,
-          answers: Sequence[Answer] = ()) -> Iterator[tuple]:
+          answers: Sequence[Answer] = (), filters: dict | None = None) -> Iterator[tuple]:
     """Stream one answer into the chat, then show its sources; errors become chat messages.
 
     Yields ``(textbox, chat, pairs, turns, sources panel, answers)`` with ``SKIP`` for what did not change.
     ``pairs`` holds ``[question, answer text]`` for follow-ups, ``turns`` ``[turn, sources html]``,
-    ``answers`` every ``Answer`` of the conversation (for the downloads).
+    ``answers`` every ``Answer`` of the conversation (for the downloads), ``filters`` the keyword arguments
+    ``since``, ``until``, ``outlet`` and ``language`` of ``Engine.stream_answer``.
     """
+    filters = filters or {}
     message = message or ""
     if not message.strip():
         yield (SKIP,) * 6
@@ -286,14 +299,14 @@ def reply(engine: Engine, message: str, chat: list, pairs: list, turns: list,
     yield "", chat, SKIP, SKIP, SKIP, SKIP
     text = ""
     try:
-        stream = engine.stream_answer(message, [tuple(p) for p in pairs])
+        stream = engine.stream_answer(message, [tuple(p) for p in pairs], **filters)
         for piece in stream:
             text += piece
             yield say(escape_md(text) + " ▍")
         answer = stream.result()
     except LLMUnavailable as e:
         log.warning("LLM unavailable: %s", e)
-        found = e.passages or _retrieve(engine, message)
+        found = e.passages or _retrieve(engine, message, filters)
         heading = t["retrieved"].format(q=_short(message))
         turns = [*turns, [turn, turn_html(engine, turn, heading, found, t, "no_passages")]][-MAX_TURNS:]
         yield say(t["llm_down"].format(e=escape_md(str(e))), turns)
@@ -370,8 +383,9 @@ def build_app(engine: Engine, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
 
         matplotlib.get_backend()
 
-    def respond(message: str, chat: list, pairs: list, turns: list, answers: list) -> Iterator[tuple]:
-        for out in reply(engine, message, chat, pairs, turns, answers):
+    def respond(message: str, chat: list, pairs: list, turns: list, answers: list, since: str, until: str,
+                outlet: str, language: str) -> Iterator[tuple]:
+        for out in reply(engine, message, chat, pairs, turns, answers, filter_values(since, until, outlet, language)):
             yield tuple(gr.skip() if v is SKIP else v for v in out)
 
     exports = Path(tempfile.mkdtemp(prefix="rag-ui-exports-"))
@@ -410,6 +424,12 @@ def build_app(engine: Engine, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
                                      lines=1, max_lines=4, autofocus=True, elem_id="rag-question")
                     send = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="rag-ask")
                 gr.Examples([[q] for q in examples], inputs=[msg], label="Example questions (English, Nederlands)")
+                with gr.Accordion("Filters", open=False, elem_id="rag-filters"), gr.Row():
+                    since = gr.Textbox(label="Since", placeholder="YYYY-MM-DD", max_lines=1, elem_id="rag-since")
+                    until = gr.Textbox(label="Until", placeholder="YYYY-MM-DD", max_lines=1, elem_id="rag-until")
+                    outlet = gr.Textbox(label="Outlet", placeholder="any", max_lines=1, elem_id="rag-outlet")
+                    language = gr.Dropdown(["any", "en", "nl"], value="any", label="Language",
+                                           elem_id="rag-language")
                 with gr.Row():
                     clear = gr.Button("New conversation", size="sm", variant="secondary")
                     markdown_file = gr.DownloadButton("Download Markdown", size="sm", interactive=False,
@@ -426,7 +446,7 @@ def build_app(engine: Engine, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
                     report = gr.Markdown(elem_id="rag-sync-report")
 
         app.load(lambda: index_status(engine), None, status, api_visibility="private")
-        gr.on([msg.submit, send.click], respond, [msg, chatbot, pairs, turns, answers],
+        gr.on([msg.submit, send.click], respond, [msg, chatbot, pairs, turns, answers, since, until, outlet, language],
               [msg, chatbot, pairs, turns, sources, answers], api_visibility="private").then(
             downloads, answers, [markdown_file, json_file], api_visibility="private")
         sync_button.click(sync, None, [status, report], api_visibility="private")
