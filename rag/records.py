@@ -35,6 +35,8 @@ SYNCED_AT = "synced_at"  # index metadata: when the last sync finished (ISO 8601
 LANGUAGES = "languages"  # index metadata: the languages of its articles, comma separated
 SENTENCES = "sentences"
 SENTENCE_VECTORS = "sentence_vectors"
+STORY = "story"  # the story key of a chunk's article: the source of its first copy (rag.stories)
+MINHASH = "minhash"  # chunk 0: the article's MinHash signature (rag.stories)
 
 
 @dataclass(frozen=True)
@@ -60,10 +62,11 @@ class Passage:
     embedding: Any = field(default=None, compare=False, repr=False)
     sentences: tuple[tuple[int, int], ...] = field(default=(), compare=False, repr=False)
     sentence_vectors: Any = field(default=None, compare=False, repr=False)
+    story: str = field(default="", compare=False, repr=False)
 
     def as_json(self) -> dict:
         d = asdict(self)
-        for key in ("id", "kind", "embedding", "sentences", "sentence_vectors"):
+        for key in ("id", "kind", "embedding", "sentences", "sentence_vectors", "story"):
             d.pop(key)
         return d
 
@@ -92,7 +95,7 @@ def passage(id_: str, text: str, meta: dict, score: float, embedding=None) -> Pa
         language=meta.get("language", ""), start=int(meta["start"]), end=int(meta["end"]),
         text=text, score=round(float(score), 4), id=id_, kind=meta.get("kind", "text"),
         embedding=None if embedding is None else np.asarray(embedding, dtype=np.float32),
-        sentences=spans, sentence_vectors=vectors,
+        sentences=spans, sentence_vectors=vectors, story=meta.get(STORY, ""),
     )
 
 
