@@ -224,6 +224,14 @@ def render(claims: list[Claim], evidence: list[Sentence]) -> tuple[str, list[Cit
     return " ".join(out), citations, renumbered
 
 
+def articles(passages: list[Passage]) -> dict[str, str]:
+    """source -> the retrieved text of its article (its passages, best first)."""
+    out: dict[str, str] = {}
+    for p in passages:
+        out[p.source] = f"{out.get(p.source, '')} {p.title} {p.text}"
+    return out
+
+
 # ---- the pipeline ---------------------------------------------------------------------------------
 class Refusal(Exception):
     """An answer step declines: the sources do not answer this question (``reason`` says why, for logs)."""
@@ -312,7 +320,7 @@ class Pipeline:
             except Unsupported as first:
                 yield from self._second_try(run, first)
         except Refusal as r:
-            run.conflicts = C.detect(run.standalone, run.evidence)
+            run.conflicts = C.detect(run.standalone, run.evidence, articles(run.passages))
             if not run.conflicts:  # else the sources hold answers, which disagree: the note says which
                 log.info("refusing %r: %s", run.question, r)
                 run.mark("total_s", run.started)
@@ -322,7 +330,7 @@ class Pipeline:
             log.info("not refusing %r (%s): the sources disagree", run.question, r)
             run.claims = []
         else:
-            run.conflicts = C.detect(run.standalone, run.evidence)
+            run.conflicts = C.detect(run.standalone, run.evidence, articles(run.passages))
         notes = [Claim(text, [i + 1 for i in cited], True, 1.0) for text, cited in C.note(run.conflicts, run.language)]
         text, citations, claims = render(run.claims + notes, run.evidence)
         citations = [replace(c, copies=tuple(run.copies.get((c.source, c.start), ()))) for c in citations]
@@ -372,7 +380,7 @@ class Pipeline:
         run.vector = np.asarray(self.retriever.query_vector(q), dtype=np.float32)
         run.passages = self.retriever.retrieve(q, k, vector=run.vector)
         self._select(run)
-        run.conflicts = C.detect(run.standalone, run.evidence)
+        run.conflicts = C.detect(run.standalone, run.evidence, articles(run.passages))
         return run
 
     def _select(self, run: Run) -> None:
@@ -380,6 +388,9 @@ class Pipeline:
         passages, run.copies = stories.collapse(run.passages)  # copies of one report take one slot
         run.evidence = E.select(run.standalone, run.vector, run.language, passages, self.settings.context_budget,
                                 self.settings.cross_language_offset, prompting.sentence_tokens)
+        # a sentence that contradicts the evidence joins it, so that the model and the reader see both sides
+        shown = [s for s in E.article_sentences(passages)[0] if prompting.sentence_tokens(s)]
+        run.evidence += C.counterparts(run.standalone, run.evidence, shown)
         run.mark("evidence_s", t)
         if not run.evidence:
             raise Refusal("no evidence sentences were retrieved")

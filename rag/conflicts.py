@@ -27,7 +27,7 @@ from difflib import SequenceMatcher
 
 import numpy as np
 
-from .citations import numbers
+from .citations import names, numbers
 from .evidence import Sentence, asks_for, stems
 
 ALIGNED = 0.6  # word alignment ratio above which two sentences are one text with stretches replaced
@@ -43,6 +43,7 @@ _TOKEN = re.compile(r"[$€£]|\d+(?:[.,]\d+)*|\w+", re.UNICODE)
 _CURRENCY = {"$", "€", "£", "us", "usd", "eur"}
 _UNIT = {"billion", "million", "thousand", "trillion", "bn", "mln", "mld", "miljard", "miljoen", "duizend", "biljoen",
          "percent", "procent", "%", "dollar", "dollars", "euro", "euros", "pound", "pounds", "yen"}
+_PARTICLES = {"de", "van", "der", "den", "het", "le", "la", "of", "von", "da", "di", "du", "del", "and", "en"}
 _MONTHS = re.compile(r"\b(jan(uary|uari)?|feb(ruary|ruari)?|mar(ch)?|maart|apr(il)?|may|mei|june?|juni|july?|juli|"
                      r"aug(ustus|ust)?|sep(t(ember)?)?|oct(ober)?|okt(ober)?|nov(ember)?|dec(ember)?)\b", re.IGNORECASE)
 _AMOUNT = re.compile(
@@ -72,11 +73,18 @@ class Conflict:
         return {"kind": self.kind, "values": [{"value": v.value, "citations": list(v.citations)} for v in self.values]}
 
 
+_MONTH_NUMBER = {m: n for n, names in enumerate(["jan", "feb", "mar maa", "apr", "may mei", "jun", "jul", "aug", "sep",
+                                                 "oct okt", "nov", "dec"], 1) for m in names.split()}
+
+
 def value_key(text: str) -> tuple:
-    """What makes two values the same: their numbers (scale words applied), else their words."""
+    """What makes two values the same: their month and numbers (scale words applied), else their words."""
     spaced = re.sub(r"(\d)([^\W\d_])", r"\1 \2", text)  # "$10bn" -> "$10 bn"
     found = numbers(spaced)
-    return ("n", *sorted(found)) if found else ("w", *(w.lower() for w in re.findall(r"\w+", text)))
+    months = [_MONTH_NUMBER[m.group(0)[:3].lower()] for m in _MONTHS.finditer(text)]
+    if found or months:
+        return ("n", *months, *sorted(found))
+    return ("w", *(w.lower() for w in re.findall(r"\w+", text)))
 
 
 def _kind(text: str) -> str | None:
@@ -85,7 +93,9 @@ def _kind(text: str) -> str | None:
         return "date"
     if re.search(r"\d", text) or numbers(text):
         return "number"
-    if any(w[0].isupper() for w in re.findall(r"[^\W\d_][\w'’-]*", text)):
+    found = re.findall(r"[^\W\d_][\w'’-]*", text)
+    # a name is capitalised words ("Marine Le Pen", "Tampa, Florida"), not a phrase that holds one
+    if found and all(w[0].isupper() or w in _PARTICLES for w in found) and any(w[0].isupper() for w in found):
         return "name"
     return None
 
@@ -104,11 +114,21 @@ def _amount_kind(text: str) -> str:
 
 
 def _widen(tokens: list[tuple[str, int, int]], i: int, j: int) -> tuple[int, int]:
-    """A replaced stretch of tokens widened by the currency and units around it ("$" 10 "billion")."""
+    """A replaced stretch of tokens widened by the currency and units around it ("$" 10 "billion"), and a
+    date's stretch to the whole date ("21" -> "July 21, 2017")."""
     while i > 0 and tokens[i - 1][0].lower() in _CURRENCY:
         i -= 1
     while j < len(tokens) and tokens[j][0].lower() in _UNIT:
         j += 1
+
+    def dateish(t: str) -> bool:
+        return bool(_MONTHS.fullmatch(t) or re.fullmatch(r"\d{1,2}|(1[89]|20)\d\d", t))
+
+    if any(_MONTHS.fullmatch(t[0]) for t in tokens[max(0, i - 2):j + 2]) and all(dateish(t[0]) for t in tokens[i:j]):
+        while i > 0 and dateish(tokens[i - 1][0]):
+            i -= 1
+        while j < len(tokens) and dateish(tokens[j][0]):
+            j += 1
     return i, j
 
 
@@ -116,16 +136,31 @@ def _tokens(text: str) -> list[tuple[str, int, int]]:
     return [(m.group(0), m.start(), m.end()) for m in _TOKEN.finditer(text)]
 
 
+def _regions(opcodes: list[tuple[str, int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """The stretches where two token lists differ, those at most one equal token apart merged ("5 January"
+    / "May 5": an insert, an equal "5" and a delete), each with both sides non-empty."""
+    out: list[list[int]] = []
+    gap = 99
+    for op, i1, i2, j1, j2 in opcodes:
+        if op == "equal":
+            gap = i2 - i1
+            continue
+        if out and gap <= 1:
+            out[-1][1], out[-1][3] = i2, j2
+        else:
+            out.append([i1, i2, j1, j2])
+        gap = 0
+    return [(a, b, c, d) for a, b, c, d in out if b > a and d > c]
+
+
 def aligned(a: str, b: str) -> tuple[float, list[tuple[str, str, str]]]:
-    """How well the words of ``a`` and ``b`` line up, and the values in their replaced stretches:
+    """How well the words of ``a`` and ``b`` line up, and the values in the stretches where they differ:
     (kind, value in a, value in b) for each stretch whose values differ."""
     ta, tb = _tokens(a), _tokens(b)
     matcher = SequenceMatcher(None, [t[0].lower() for t in ta], [t[0].lower() for t in tb], autojunk=False)
     ratio = matcher.ratio()
     out = []
-    for op, i1, i2, j1, j2 in matcher.get_opcodes() if ratio >= ALIGNED else []:
-        if op != "replace":
-            continue
+    for i1, i2, j1, j2 in _regions(matcher.get_opcodes()) if ratio >= ALIGNED else []:
         (i1, i2), (j1, j2) = _widen(ta, i1, i2), _widen(tb, j1, j2)
         va, vb = a[ta[i1][1]:ta[i2 - 1][2]], b[tb[j1][1]:tb[j2 - 1][2]]
         kind = _kind(va) or _kind(vb)
@@ -158,11 +193,22 @@ def paraphrased(a: Sentence, b: Sentence, question: str) -> list[tuple[str, str,
         return []
     xa, xb = amounts(a.text, question), amounts(b.text, question)
     out = []
-    for kind in xa.keys() & xb.keys():
+    for kind in xa.keys() & xb.keys() & _paraphrase_kinds(question):
         if not xa[kind].keys() & xb[kind].keys():
             out.append(("date" if kind == "year" else "number", next(iter(xa[kind].values())),
                         next(iter(xb[kind].values()))))
     return out
+
+
+def _paraphrase_kinds(question: str) -> set[str]:
+    """The kinds of amount compared across paraphrases: a day or a year alone says too little to compare
+    ("released in 2015" is often another release), so years only for "which year", counts for "how many"."""
+    kinds = {"money", "percent", "duration"}
+    if re.search(r"\b(how many|hoeveel)\b", question, re.IGNORECASE):
+        kinds.add("count")
+    if re.search(r"\b(what|which|welk|in welk) year\b|\bin welk jaar\b", question, re.IGNORECASE):
+        kinds.add("year")
+    return kinds
 
 
 def _asked(kind: str, question: str) -> bool:
@@ -170,20 +216,58 @@ def _asked(kind: str, question: str) -> bool:
     return asks is None or (asks == "number") == (kind in ("number", "date"))
 
 
-def detect(question: str, evidence: list[Sentence]) -> list[Conflict]:
-    """The facts that evidence sentences of different articles give different values for."""
-    edges: list[tuple[str, tuple, tuple]] = []  # (kind, (key, text, i), (key, text, j))
+def disagreement(question: str, a: Sentence, b: Sentence) -> tuple[str, str, str] | None:
+    """(kind, value in a, value in b) when two sentences of different articles give one fact different values."""
+    if a.source == b.source:
+        return None
+    ratio, found = aligned(a.text, b.text)
+    if ratio < ALIGNED and asks_for(question) == "number":
+        found = paraphrased(a, b, question)
+    # one text with two facts changed, or with a fact the question names ("2020" for "... in 2021?"), is
+    # another event told the same way ("Thiem beat Zverev" / "Medvedev beat Djokovic"): no disagreement
     lowered = question.lower()
+    pairs = {(value_key(va), value_key(vb)) for _, va, vb in found}
+    if len(pairs) != 1 or any(v.lower() in lowered for _, va, vb in found for v in (va, vb)):
+        return None
+    return found[0] if _asked(found[0][0], question) else None
+
+
+def counterparts(question: str, evidence: list[Sentence], candidates: list[Sentence], most: int = 4) -> list[Sentence]:
+    """Sentences of ``candidates`` outside the evidence that contradict an evidence sentence (at most ``most``):
+    the prompt gets both sides even when only one scored high enough to be chosen."""
+    chosen = {(s.source, s.start) for s in evidence}
+    out: list[Sentence] = []
+    for t in candidates:
+        if len(out) < most and (t.source, t.start) not in chosen and any(
+                disagreement(question, s, t) for s in evidence):
+            out.append(t)
+            chosen.add((t.source, t.start))
+    return out
+
+
+def _names_any(named: set[str], text: str) -> bool:
+    """Whether ``text`` names one of ``named`` (lower case): a word with the same first 5 letters counts
+    ("Presidential" / "president"), a possessive does not matter."""
+    tokens = {w.lower() for w in re.findall(r"\w+", text)}
+    return any(n in tokens or len(n) >= 5 and any(t[:5] == n[:5] for t in tokens) for n in named)
+
+
+def detect(question: str, evidence: list[Sentence], articles: dict[str, str] | None = None) -> list[Conflict]:
+    """The facts that evidence sentences of different articles give different values for.
+
+    With ``articles`` (source -> its retrieved text), the article of one of the two sentences must name
+    something the question names (when it names anything): two other games' release dates disagreeing
+    is no answer to "When was Diablo 3 released?".
+    """
+    named = {w for n in names(question) for w in re.findall(r"[^\W_]{3,}", re.sub(r"['’]s$", "", n.lower()))}
+    edges: list[tuple[str, tuple, tuple]] = []  # (kind, (key, text, i), (key, text, j))
     for i, j in itertools.combinations(range(len(evidence)), 2):
-        a, b = evidence[i], evidence[j]
-        if a.source == b.source:
+        found = disagreement(question, evidence[i], evidence[j])
+        if found and articles is not None and named and not any(
+                _names_any(named, articles.get(s.source, s.text)) for s in (evidence[i], evidence[j])):
             continue
-        ratio, found = aligned(a.text, b.text)
-        if ratio < ALIGNED and asks_for(question) == "number":
-            found = paraphrased(a, b, question)
-        for kind, va, vb in found:
-            if not _asked(kind, question) or va.lower() in lowered or vb.lower() in lowered:
-                continue
+        if found:
+            kind, va, vb = found
             edges.append((kind, (value_key(va), va, i), (value_key(vb), vb, j)))
     return _group(edges)
 
