@@ -159,6 +159,8 @@ def _print_sources(sources, out) -> None:
     for i, p in enumerate(sources, 1):
         when = f", {p.date}" if p.date else ""
         print(f"[{i}] {p.source} - {p.title}{when} (characters {p.start}-{p.end})", file=out)
+        if getattr(p, "copies", ()):  # a citation with syndicated copies of its article
+            print(f"    also in {', '.join(p.copies)}", file=out)
         quote = textwrap.shorten(" ".join(p.text.split()), 400, placeholder=" ...")
         print(textwrap.indent(textwrap.fill(f'"{quote}"', 96), "    "), file=out)
 
