@@ -30,7 +30,10 @@ import numpy as np
 from .citations import names, numbers
 from .evidence import Sentence, asks_for, stems
 
-ALIGNED = 0.6  # word alignment ratio above which two sentences are one text with stretches replaced
+# Word alignment ratio from which two sentences are one text with stretches replaced. On RGB ids 0-49
+# (evidence only): 0.5, 0.6, 0.7, 0.8 flag 88, 88, 88, 82 % of the disagreeing questions naming both values,
+# with 12, 4, 2, 0 % false alarms where the sources agree.
+ALIGNED = 0.7
 LEXICAL = 0.5  # share of the shorter sentence's content stems (not numbers) that the other holds
 COSINE = 0.9  # e5 cosine of two sentences in different languages that say the same
 
