@@ -315,6 +315,7 @@ def evaluate_counterfactual(settings: Settings, path: Path, ids: range | None = 
     return {"n": n, "mode": "evidence only" if evidence_only else "answers",
             "flagged_naming_both": round(sum(p["names_both"] for p in per) / n, 4),
             "flagged_any": round(sum(p["flagged"] for p in per) / n, 4),
+            "flagged_other_fact_only": round(sum(p["flagged"] and not p["names_both"] for p in per) / n, 4),
             "false_alarm_rate": round(sum(bool(p["false_alarm"]) for p in per) / n, 4),
             "seconds_median": round(statistics.median(p["seconds"] for p in per), 2),
             "seconds": round(time.perf_counter() - t0, 2), "questions": per}
