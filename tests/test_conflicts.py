@@ -6,6 +6,7 @@ asks the real local model.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -153,3 +154,15 @@ def test_real_model_answer_over_disagreeing_articles_names_both_figures(tmp_path
     a = engine.answer(BRIDGE)
     assert not a.refused and [v.value for v in a.conflicts[0].values] == ["120 million euros", "150 million euros"]
     assert "120 million euros" in a.text and "150 million euros" in a.text
+
+
+# ---- rag eval --counterfactual ---------------------------------------------------------------------------
+def test_rag_eval_counterfactual_evidence_only_prints_both_figures(tmp_path):
+    from tests.conftest import run_cli
+
+    proc = run_cli("eval", "--counterfactual", str(DATA / "counterfactual.jsonl"), "--evidence-only", "--json",
+                   env={"RAG_MODEL_CACHE": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result["n"] == 2 and result["mode"] == "evidence only"
+    assert result["flagged_naming_both"] == 1.0 and result["false_alarm_rate"] == 0.0
