@@ -67,7 +67,8 @@ def _source(n: int, c: Citation, words: dict[str, str]) -> str:
     date = f" ({escape_markdown(c.date)})" if c.date else ""
     indent = " " * len(f"{n}. ")  # the quote belongs to the list item
     quote = escape_markdown(" ".join(c.text.split()))
-    also = f", {words['also_in']} {', '.join(_code(s) for s in c.copies)}" if c.copies else ""
+    copies = getattr(c, "copies", ())  # a Passage (retrieved, not cited) has none
+    also = f", {words['also_in']} {', '.join(_code(s) for s in copies)}" if copies else ""
     return (f"{n}. {_code(c.source)}: {escape_markdown(c.title)}{date}, {words['chars']} {c.start}–{c.end}{also}\n"
             f"{indent}> {quote}")
 
