@@ -16,6 +16,7 @@ import pytest
 from rag import conflicts as C, stories
 from rag.engine import Engine
 from rag.evidence import Sentence
+from rag.export import reply_markdown
 from rag.records import STORY
 from rag.settings import Settings
 from rag.store import open_store
@@ -85,6 +86,10 @@ def test_two_articles_with_different_figures_give_a_conflict_with_both_values_ci
     data = a.as_json()["conflicts"]
     assert data == [{"kind": "number", "values": [{"value": v.value, "citations": list(v.citations)}
                                                   for v in conflict.values]}]
+    from ui.app import answer_markdown
+
+    chat = answer_markdown(a, turn=1)  # the note is a marked block after the answer
+    assert chat.count('class="rag-conflict"') == 1 and chat.index("rag-conflict") > chat.index("120 million euros")
 
 
 def test_dutch_articles_that_disagree_are_reported_in_dutch(tmp_path):
@@ -125,6 +130,7 @@ def test_a_syndicated_copy_takes_no_second_prompt_slot_and_the_citation_names_it
     (c,) = a.citations
     assert c.source == "bridge_a.txt" and c.copies == ("bridge_a_wire_copy.txt",)  # the earliest copy, by name
     assert a.as_json()["citations"][0]["copies"] == ["bridge_a_wire_copy.txt"]
+    assert ", also in `bridge_a_wire_copy.txt`\n" in reply_markdown(a)
     assert a.conflicts == []
 
 
