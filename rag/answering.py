@@ -331,7 +331,8 @@ class Pipeline:
             run.claims = []
         else:
             run.conflicts = C.detect(run.standalone, run.evidence, articles(run.passages))
-        notes = [Claim(text, [i + 1 for i in cited], True, 1.0) for text, cited in C.note(run.conflicts, run.language)]
+        notes = [Claim(text, [i + 1 for i in cited], True, 1.0)
+                 for text, cited in C.note(run.conflicts, run.language, run.evidence)]
         text, citations, claims = render(run.claims + notes, run.evidence)
         citations = [replace(c, copies=tuple(run.copies.get((c.source, c.start), ()))) for c in citations]
         index = {(s.source, s.start): i for i, s in enumerate(run.evidence)}

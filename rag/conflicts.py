@@ -37,9 +37,12 @@ ALIGNED = 0.7
 LEXICAL = 0.5  # share of the shorter sentence's content stems (not numbers) that the other holds
 COSINE = 0.9  # e5 cosine of two sentences in different languages that say the same
 
+# The opening, then for each value: (the first value, by one article / by several), (the next ones, likewise).
 NOTE = {
-    "en": ("The sources disagree on this.", "One source says {value}.", "Another says {value}."),
-    "nl": ("De bronnen spreken elkaar hierover tegen.", "Eén bron noemt {value}.", "Een andere noemt {value}."),
+    "en": ("The sources disagree on this.", ("One source says {value}.", "Some sources say {value}."),
+           ("Another says {value}.", "Others say {value}.")),
+    "nl": ("De bronnen spreken elkaar hierover tegen.", ("Eén bron noemt {value}.", "Sommige bronnen noemen {value}."),
+           ("Een andere noemt {value}.", "Andere noemen {value}.")),
 }
 
 _TOKEN = re.compile(r"[$€£]|\d+(?:[.,]\d+)*|\w+", re.UNICODE)
@@ -309,11 +312,13 @@ def renumbered(conflict: Conflict, number: dict[int, int]) -> Conflict:
                                           for v in conflict.values))
 
 
-def note(conflicts: list[Conflict], language: str) -> list[tuple[str, tuple[int, ...]]]:
+def note(conflicts: list[Conflict], language: str, evidence: list[Sentence]) -> list[tuple[str, tuple[int, ...]]]:
     """The sentences that say the sources disagree, in ``language``: (text, evidence indexes it cites)."""
     opening, first, other = NOTE.get(language, NOTE["en"])
     out: list[tuple[str, tuple[int, ...]]] = []
     for c in conflicts:
         out.append((opening, ()))
-        out += [((first if n == 0 else other).format(value=v.value), v.citations) for n, v in enumerate(c.values)]
+        for n, v in enumerate(c.values):
+            several = len({evidence[i].source for i in v.citations}) > 1
+            out.append(((first if n == 0 else other)[several].format(value=v.value), v.citations))
     return out
