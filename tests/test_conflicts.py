@@ -102,6 +102,14 @@ def test_dutch_articles_that_disagree_are_reported_in_dutch(tmp_path):
     assert all("1,2 miljard" in t for t in _cited(a, "1,2 miljard euro"))
 
 
+def test_an_english_and_a_dutch_article_that_disagree_are_compared_as_values(tmp_path):
+    engine = _engine(tmp_path, "bridge_a.txt", "bridge_b_nl.txt")
+    engine.llm = ScriptedChatModel(cite_sentence("150 miljoen euro"))
+    a = engine.answer("Hoeveel heeft de nieuwe brug bij Deventer gekost?")
+    assert not a.refused and a.language == "nl"
+    assert sorted(v.value for v in a.conflicts[0].values) == ["120 million euros", "150 miljoen euro"]
+
+
 def test_articles_that_agree_give_no_conflict(tmp_path):
     engine = _engine(tmp_path, "bridge_a.txt", "bridge_b_agrees.txt")
     engine.llm = ScriptedChatModel(cite_sentence("120 million euros"))
