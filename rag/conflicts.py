@@ -169,8 +169,8 @@ def aligned(a: str, b: str) -> tuple[float, list[tuple[str, str, str]]]:
     for i1, i2, j1, j2 in _regions(matcher.get_opcodes()) if ratio >= ALIGNED else []:
         (i1, i2), (j1, j2) = _widen(ta, i1, i2), _widen(tb, j1, j2)
         va, vb = a[ta[i1][1]:ta[i2 - 1][2]], b[tb[j1][1]:tb[j2 - 1][2]]
-        kind = _kind(va) or _kind(vb)
-        if kind and _kind(va) and _kind(vb) and value_key(va) != value_key(vb):
+        kind = _kind(va)
+        if kind and kind == _kind(vb) and value_key(va) != value_key(vb):  # a date for a count is another slot
             out.append((kind, va, vb))
     return ratio, out
 
