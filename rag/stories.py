@@ -7,9 +7,10 @@ story key is the source of its first copy (the earliest by date, then by name, w
 chunk stores its ``story``; chunk 0 also stores the signature, so a later sync links a new copy by
 reading the manifest it reads anyway (``records.indexed_files``), with no second pass over the index.
 
-At question time a sentence of a passage is dropped when another passage of the same story, scored at
-least as high, holds the same sentence (the same words): copies take one evidence slot, and the
-citation names the other files (``Citation.copies``). Sentences that differ between copies stay, so a
+At question time a sentence of a passage is dropped when another passage of the same story (the
+story's first copy first, then the better scored) holds the same sentence (the same words, or them
+inside a longer one: a copy's dateline): copies take one evidence slot, and the citation names the
+other files (``Citation.copies``). Sentences that differ between copies stay, so a
 copy whose figure was changed still shows up, and as a disagreement (``rag.conflicts``).
 """
 
@@ -49,10 +50,12 @@ def signature(text: str) -> np.ndarray:
 
 
 def encode(sig: np.ndarray) -> str:
+    """A signature as stored in chunk metadata (base64 of its uint32 values)."""
     return base64.b64encode(np.asarray(sig, dtype=np.uint32).tobytes()).decode("ascii")
 
 
 def decode(raw: str) -> np.ndarray:
+    """A stored signature read back."""
     return np.frombuffer(base64.b64decode(raw), dtype=np.uint32)
 
 
