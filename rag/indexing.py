@@ -67,6 +67,8 @@ def article_chunks(article: sources.Article, settings: Settings
 def link_stories(todo: list[sources.Article], kept: dict[str, dict], records: list[Record]) -> None:
     """Store each new article's story key on its chunks and its signature on chunk 0 (``rag.stories``);
     ``kept`` is the chunk-0 metadata of the indexed articles that stay."""
+    if not todo:  # a sync that only deletes reads no signature
+        return
     bodies = [(a.source, a.date, sources.plain(sources.masked(a.text[a.body_start:], a.kind), a.kind)) for a in todo]
     found = stories.assign(bodies, kept)
     for r in records:
