@@ -161,15 +161,6 @@ def test_signatures_tell_copies_from_other_articles():
     assert np.array_equal(stories.decode(stories.encode(a)), a) and stories.similarity(a, copy) >= stories.THRESHOLD
 
 
-# ---- the real model ----------------------------------------------------------------------------------
-@pytest.mark.slow
-def test_real_model_answer_over_disagreeing_articles_names_both_figures(tmp_path):
-    engine = _engine(tmp_path, "bridge_a.txt", "bridge_b.txt")
-    a = engine.answer(BRIDGE)
-    assert not a.refused and [v.value for v in a.conflicts[0].values] == ["120 million euros", "150 million euros"]
-    assert "120 million euros" in a.text and "150 million euros" in a.text
-
-
 # ---- rag eval --counterfactual ---------------------------------------------------------------------------
 def test_rag_eval_counterfactual_evidence_only_prints_both_figures(tmp_path):
     from tests.conftest import run_cli
@@ -180,3 +171,21 @@ def test_rag_eval_counterfactual_evidence_only_prints_both_figures(tmp_path):
     result = json.loads(proc.stdout.splitlines()[-1])
     assert result["n"] == 2 and result["mode"] == "evidence only"
     assert result["flagged_naming_both"] == 1.0 and result["false_alarm_rate"] == 0.0
+
+
+# ---- the real model ----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_real_model_answer_over_disagreeing_articles_names_both_figures(tmp_path):
+    engine = _engine(tmp_path, "bridge_a.txt", "bridge_b.txt")
+    a = engine.answer(BRIDGE)
+    assert not a.refused and [v.value for v in a.conflicts[0].values] == ["120 million euros", "150 million euros"]
+    assert "120 million euros" in a.text and "150 million euros" in a.text
+
+
+@pytest.mark.slow
+def test_real_model_answer_in_dutch_over_disagreeing_dutch_articles(tmp_path):
+    engine = _engine(tmp_path, "sluis_a.txt", "sluis_b.txt")
+    a = engine.answer(SLUIS)
+    assert not a.refused and a.language == "nl"
+    assert [v.value for v in a.conflicts[0].values] == ["900 miljoen euro", "1,2 miljard euro"]
+    assert "De bronnen spreken elkaar hierover tegen." in a.text and "1,2 miljard euro" in a.text
