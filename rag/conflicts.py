@@ -4,13 +4,14 @@ Deterministic, with no help from the LLM. Two evidence sentences of different ar
 in one of two ways:
 
 - **aligned**: when their words line up (``difflib`` ratio at least ``ALIGNED``: the same report with
-  one fact changed, or two reports built from one wire text), every replaced stretch that holds a
-  number, a date or a name (a capitalised word) is a slot, and different values in it disagree
-  ("at Raymond James Stadium in Tampa, Florida" / "... in Glendale, Arizona");
+  one fact changed, or two reports built from one wire text), a stretch where they differ that holds a
+  number, a date or a name (capitalised words) on both sides is a slot, and different values in it
+  disagree ("at Raymond James Stadium in Tampa, Florida" / "... in Glendale, Arizona"), unless the two
+  differ in more than one value or in one the question names (another event told the same way);
 - **paraphrased**: when the question asks for a number (how much, when, ...), sentences that say much
   the same (``LEXICAL`` of their content words shared, or e5 cosine ``COSINE`` across languages) and
-  each hold an amount of the same kind (money, percent, duration, year, count) that the question does
-  not, disagree when those amounts have no value in common ("cost 120 million euros" /
+  each hold an amount of the same kind (money, percent, duration; counts for how many, years for which
+  year) that the question does not, disagree when those amounts have no value in common ("cost 120 million euros" /
   "150 miljoen euro"). Amounts are compared as values: "$10bn", "10 billion dollars" and "10 miljard
   dollar" are one value.
 
@@ -79,8 +80,8 @@ class Conflict:
         return {"kind": self.kind, "values": [{"value": v.value, "citations": list(v.citations)} for v in self.values]}
 
 
-_MONTH_NUMBER = {m: n for n, names in enumerate(["jan", "feb", "mar maa", "apr", "may mei", "jun", "jul", "aug", "sep",
-                                                 "oct okt", "nov", "dec"], 1) for m in names.split()}
+_MONTH_NUMBER = {m: n for n, spellings in enumerate(["jan", "feb", "mar maa", "apr", "may mei", "jun", "jul", "aug",
+                                                     "sep", "oct okt", "nov", "dec"], 1) for m in spellings.split()}
 
 
 def value_key(text: str) -> tuple:
