@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from . import evidence as E, prompting, timeframe, verification
+from . import conflicts as C, evidence as E, prompting, stories, timeframe, verification
 from .chunking import truncate_tokens
 from .citations import markers, strip_markers
 from .errors import LLMUnavailable, QuestionError
@@ -68,10 +68,12 @@ class Citation:
     outlet: str = ""
     author: str = ""
     url: str = ""
+    copies: tuple[str, ...] = ()  # other files with the same sentence: syndicated copies (rag.stories)
 
     def as_json(self) -> dict:
         d = asdict(self)
         d.pop("kind")
+        d["copies"] = list(self.copies)
         return d
 
 
@@ -91,6 +93,7 @@ class Answer:
     refusal_reason: str = ""
     evidence: list[Sentence] = field(default_factory=list)  # the numbered sentences the model read
     note: str = ""  # for a question about the latest news: how old the newest cited article is
+    conflicts: list[C.Conflict] = field(default_factory=list)  # facts the sources give different values for
 
     def as_json(self) -> dict:
         """The ``rag ask --json`` object."""
@@ -102,6 +105,7 @@ class Answer:
             "claims": [{"text": c.text, "cited": c.cited, "supported": c.supported, "similarity": c.similarity,
                         "repaired": c.repaired} for c in self.claims],
             "timings": self.timings,
+            "conflicts": [c.as_json() for c in self.conflicts],
             **({"refusal_reason": self.refusal_reason} if self.refused else {}),
             **({"note": self.note} if self.note else {}),
         }
@@ -236,6 +240,14 @@ def render(claims: list[Claim], evidence: list[Sentence]) -> tuple[str, list[Cit
     return " ".join(out), citations, renumbered
 
 
+def articles(passages: list[Passage]) -> dict[str, str]:
+    """source -> the retrieved text of its article (its passages, best first)."""
+    out: dict[str, str] = {}
+    for p in passages:
+        out[p.source] = f"{out.get(p.source, '')} {p.title} {p.text}"
+    return out
+
+
 # ---- the pipeline ---------------------------------------------------------------------------------
 class Refusal(Exception):
     """An answer step declines: the sources do not answer this question (the message says why, for logs).
@@ -270,6 +282,8 @@ class Run:
     raw: str = ""
     claims: list[Claim] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    copies: dict[tuple[str, int], list[str]] = field(default_factory=dict)  # (source, start) -> copies' sources
+    conflicts: list[C.Conflict] = field(default_factory=list)  # over the evidence, by evidence index
     started: float = field(default_factory=time.perf_counter)
 
     def mark(self, step: str, since: float) -> float:
@@ -334,17 +348,29 @@ class Pipeline:
             except Unsupported as first:
                 yield from self._second_try(run, first)
         except Refusal as r:
-            log.info("refusing %r: %s", run.question, r)
-            run.mark("total_s", run.started)
-            text = r.text or REFUSALS.get(run.language, REFUSALS["en"])
-            return Answer(run.question, text, [], True, run.language,
-                          claims=run.claims, passages=run.passages, standalone_question=run.standalone,
-                          timings=run.timings, refusal_reason=str(r), evidence=run.evidence)
-        text, citations, claims = render(run.claims, run.evidence)
+            run.conflicts = C.detect(run.standalone, run.evidence, articles(run.passages))
+            if not run.conflicts:  # else the sources hold answers, which disagree: the note says which
+                log.info("refusing %r: %s", run.question, r)
+                run.mark("total_s", run.started)
+                text = r.text or REFUSALS.get(run.language, REFUSALS["en"])
+                return Answer(run.question, text, [], True, run.language,
+                              claims=run.claims, passages=run.passages, standalone_question=run.standalone,
+                              timings=run.timings, refusal_reason=str(r), evidence=run.evidence)
+            log.info("not refusing %r (%s): the sources disagree", run.question, r)
+            run.claims = []
+        else:
+            run.conflicts = C.detect(run.standalone, run.evidence, articles(run.passages))
+        notes = [Claim(text, [i + 1 for i in cited], True, 1.0)
+                 for text, cited in C.note(run.conflicts, run.language, run.evidence)]
+        text, citations, claims = render(run.claims + notes, run.evidence)
+        citations = [replace(c, copies=tuple(run.copies.get((c.source, c.start), ()))) for c in citations]
+        index = {(s.source, s.start): i for i, s in enumerate(run.evidence)}
+        number = {index[(c.source, c.start)]: n for n, c in enumerate(citations, 1)}
         run.mark("total_s", run.started)
         note = timeframe.age_note([c.date for c in citations], run.today, run.language) if run.latest else ""
         return Answer(run.question, text, citations, False, run.language, claims, run.passages, run.standalone,
-                      run.timings, evidence=run.evidence, note=note)
+                      run.timings, evidence=run.evidence, note=note,
+                      conflicts=[C.renumbered(c, number) for c in run.conflicts])
 
     def _condense(self, run: Run) -> None:
         run.standalone = run.question
@@ -389,10 +415,24 @@ class Pipeline:
         with contextlib.suppress(LLMUnavailable):  # the answer step loads it again and reports the error
             self._llm()
 
+    def evidence(self, question: str, k: int | None = None) -> Run:
+        """Retrieval and evidence for ``question`` without the LLM (``Refusal`` when there is none)."""
+        q = clean_question(question, self.settings.question_budget)
+        run = Run(q, [], k, question_language(q), standalone=q)
+        run.vector = np.asarray(self.retriever.query_vector(q), dtype=np.float32)
+        run.passages = self.retriever.retrieve(q, k, vector=run.vector)
+        self._select(run)
+        run.conflicts = C.detect(run.standalone, run.evidence, articles(run.passages))
+        return run
+
     def _select(self, run: Run) -> None:
         t = time.perf_counter()
-        run.evidence = E.select(run.standalone, run.vector, run.language, run.passages, self.settings.context_budget,
+        passages, run.copies = stories.collapse(run.passages)  # copies of one report take one slot
+        run.evidence = E.select(run.standalone, run.vector, run.language, passages, self.settings.context_budget,
                                 self.settings.cross_language_offset, prompting.sentence_tokens)
+        # a sentence that contradicts the evidence joins it, so that the model and the reader see both sides
+        shown = [s for s in E.article_sentences(passages)[0] if prompting.sentence_tokens(s)]
+        run.evidence += C.counterparts(run.standalone, run.evidence, shown)
         run.mark("evidence_s", t)
         if not run.evidence:
             raise Refusal("no evidence sentences were retrieved")

@@ -117,6 +117,11 @@ def build_parser() -> Parser:
                    help="also measure answer accuracy of rag.answer (from --k passages)")
     p.add_argument("--ids", metavar="A-B",
                    help="RGB: only the questions with ids A to B (0-49 is the development half)")
+    p.add_argument("--counterfactual", action="store_true",
+                   help="RGB: measure how answers flag sources that disagree (positive and positive_wrong snippets) "
+                   "and the false alarms where they agree")
+    p.add_argument("--evidence-only", action="store_true",
+                   help="with --counterfactual: detect on the evidence alone, without the LLM (fast)")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object last")
 
     command("ui", "start the chat UI (and the OpenAI chat API under /v1)", UI_ALIASES)
@@ -161,6 +166,8 @@ def _print_sources(sources, out) -> None:
     for i, p in enumerate(sources, 1):
         when = "".join(f", {x}" for x in (p.outlet, p.date) if x)
         print(f"[{i}] {p.source} - {p.title}{when} (characters {p.start}-{p.end})", file=out)
+        if getattr(p, "copies", ()):  # a citation with syndicated copies of its article
+            print(f"    also in {', '.join(p.copies)}", file=out)
         quote = textwrap.shorten(" ".join(p.text.split()), 400, placeholder=" ...")
         print(textwrap.indent(textwrap.fill(f'"{quote}"', 96), "    "), file=out)
 
@@ -216,7 +223,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
-    from .evaluation import evaluate
+    from .evaluation import evaluate, evaluate_counterfactual
 
     ids = None
     if args.ids:
@@ -225,7 +232,10 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
             raise CLIError(f"--ids must be A-B, like 0-49, not {args.ids!r}")
         ids = range(int(m.group(1)), int(m.group(2)) + 1)
     try:
-        result = evaluate(settings, args.contexts, args.questions, limit=args.limit, answers=args.answers, ids=ids)
+        if args.counterfactual:
+            result = evaluate_counterfactual(settings, args.contexts, ids, args.limit, evidence_only=args.evidence_only)
+        else:
+            result = evaluate(settings, args.contexts, args.questions, limit=args.limit, answers=args.answers, ids=ids)
     except ValueError as e:
         raise CLIError(str(e)) from None
     if args.json:

@@ -13,6 +13,9 @@
   "evidence"}`` must be answered with a gold answer and cite a sentence holding ``evidence``;
   ``{"q"}`` alone must be refused. Also reports recall at budget: the share of answerable questions
   whose evidence reached the prompt.
+
+``rag eval --counterfactual RGB_FILE`` measures the detection of disagreeing sources
+(``evaluate_counterfactual``).
 """
 
 from __future__ import annotations
@@ -248,3 +251,71 @@ def evaluate_questions(settings: Settings, rows: list[dict], limit: int | None, 
            "answer_s_median": round(statistics.median(p["seconds"] for p in per), 2),
            "seconds": round(time.perf_counter() - t0, 2), "questions": per}
     return out
+
+
+def _holds(value: str, golds: list[str]) -> bool:
+    """Whether a conflict's value is one of ``golds`` (normalised; a short value must equal one)."""
+    v = normalise(value)
+    return contains(value, golds) or any(len(v) >= 4 and f" {v} " in f" {normalise(g)} " for g in golds)
+
+
+def _conflicts(engine, question: str, evidence_only: bool) -> tuple[list, str]:
+    """The conflicts found for ``question`` as (values of each conflict), and the answer's text ("" without the LLM)."""
+    from .answering import Pipeline, Refusal
+
+    if not evidence_only:
+        a = engine.answer(question)
+        return [[v.value for v in c.values] for c in a.conflicts], a.text
+    try:
+        run = Pipeline(engine.settings, engine.retriever, lambda: None, lambda: True).evidence(question)
+    except Refusal:
+        return [], ""
+    return [[v.value for v in c.values] for c in run.conflicts], ""
+
+
+def evaluate_counterfactual(settings: Settings, path: Path, ids: range | None = None, limit: int | None = None,
+                            progress: bool | None = None, evidence_only: bool = False) -> dict:
+    """RGB's counterfactual snippets: do answers flag sources that disagree, and only those?
+
+    One index holds every selected question's ``positive`` and ``positive_wrong`` snippets as separate
+    articles: an answer flags the conflict when one of its conflicts names the true answer and the false
+    one (``fakeanswer``), and, with the LLM, its text names both. Another index holds the positive
+    snippets alone, which agree: any conflict found there is a false alarm. ``evidence_only`` skips the
+    LLM and runs the detector on the evidence the prompt would get.
+    """
+    t0 = time.perf_counter()
+    rows = _load_json(path)
+    fields = {"id", "query", "answer", "positive", "positive_wrong", "fakeanswer"}
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) and fields <= r.keys() for r in rows):
+        raise ValueError(f"{path}: not RGB JSON lines with counterfactual snippets ({', '.join(sorted(fields))})")
+    rows = [r for r in rows if ids is None or r["id"] in ids]
+    rows = [rows[i] for i in sample(len(rows), limit)]
+    if not rows:
+        raise ValueError(f"{path}: no question with the ids asked for")
+    key = hashlib.sha256(json.dumps([r["id"] for r in rows]).encode()).hexdigest()[:12]
+    work = _work(settings, f"rgb-cf-{key}")
+    snippets = {kind: {f"q{r['id']:03d}-{kind[-5:]}{n}.txt": text for r in rows for n, text in enumerate(r[kind])}
+                for kind in ("positive", "positive_wrong")}
+    disagreeing = _engine(settings, _write(work / "disagreeing" / "sources",
+                                           {**snippets["positive"], **snippets["positive_wrong"]}), progress)
+    agreeing = _engine(settings, _write(work / "agreeing" / "sources", snippets["positive"]), progress)
+    per = []
+    for r in _bar(rows, "RGB counterfactual questions", progress):
+        gold, fake = _rgb_gold(r), [r["fakeanswer"]]
+        t = time.perf_counter()
+        found, text = _conflicts(disagreeing, r["query"], evidence_only)
+        seconds = time.perf_counter() - t
+        named = any(any(_holds(v, gold) for v in c) and any(_holds(v, fake) for v in c) for c in found)
+        said = evidence_only or (contains(text, gold) and contains(text, fake))
+        alarms, _ = _conflicts(agreeing, r["query"], evidence_only)
+        per.append({"id": r["id"], "query": r["query"], "gold": gold, "fake": fake, "conflicts": found,
+                    "answer": text, "flagged": bool(found), "names_both": named and said,
+                    "false_alarm": alarms, "seconds": round(seconds, 2)})
+    n = len(per)
+    return {"n": n, "mode": "evidence only" if evidence_only else "answers",
+            "flagged_naming_both": round(sum(p["names_both"] for p in per) / n, 4),
+            "flagged_any": round(sum(p["flagged"] for p in per) / n, 4),
+            "flagged_other_fact_only": round(sum(p["flagged"] and not p["names_both"] for p in per) / n, 4),
+            "false_alarm_rate": round(sum(bool(p["false_alarm"]) for p in per) / n, 4),
+            "seconds_median": round(statistics.median(p["seconds"] for p in per), 2),
+            "seconds": round(time.perf_counter() - t0, 2), "questions": per}

@@ -19,8 +19,10 @@ if TYPE_CHECKING:
     from .verification import Claim
 
 LABELS = {
-    "en": {"sources": "Sources", "unsupported": "not supported by the sources", "chars": "characters"},
-    "nl": {"sources": "Bronnen", "unsupported": "niet gestaafd door de bronnen", "chars": "tekens"},
+    "en": {"sources": "Sources", "unsupported": "not supported by the sources", "chars": "characters",
+           "also_in": "also in"},
+    "nl": {"sources": "Bronnen", "unsupported": "niet gestaafd door de bronnen", "chars": "tekens",
+           "also_in": "ook in"},
 }
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]{}|~$#])")
@@ -66,7 +68,9 @@ def _source(n: int, c: Citation, words: dict[str, str]) -> str:
     date = f" ({escape_markdown(when)})" if when else ""
     indent = " " * len(f"{n}. ")  # the quote belongs to the list item
     quote = escape_markdown(" ".join(c.text.split()))
-    return (f"{n}. {_code(c.source)}: {escape_markdown(c.title)}{date}, {words['chars']} {c.start}–{c.end}\n"
+    copies = getattr(c, "copies", ())  # a Passage (retrieved, not cited) has none
+    also = f", {words['also_in']} {', '.join(_code(s) for s in copies)}" if copies else ""
+    return (f"{n}. {_code(c.source)}: {escape_markdown(c.title)}{date}, {words['chars']} {c.start}–{c.end}{also}\n"
             f"{indent}> {quote}")
 
 

@@ -10,9 +10,19 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import sources
+from . import sources, stories
 from .chunking import chunk_text, sentence_spans
-from .records import Record, chunk_record, index_metadata, index_mismatches, indexed_files, sentence_metadata
+from .records import (
+    MINHASH,
+    SOURCE,
+    STORY,
+    Record,
+    chunk_record,
+    index_metadata,
+    index_mismatches,
+    indexed_files,
+    sentence_metadata,
+)
 from .settings import Settings
 from .store import Store, open_store
 
@@ -52,6 +62,20 @@ def article_chunks(article: sources.Article, settings: Settings
                      for a, b in sentence_spans(view, ch.start, ch.end)]
         yield (chunk_record(article, ch.start, ch.end, n), sources.plain(view[ch.start:ch.end], article.kind),
                [s for s in sentences if s[1]])
+
+
+def link_stories(todo: list[sources.Article], kept: dict[str, dict], records: list[Record]) -> None:
+    """Store each new article's story key on its chunks and its signature on chunk 0 (``rag.stories``);
+    ``kept`` is the chunk-0 metadata of the indexed articles that stay."""
+    if not todo:  # a sync that only deletes reads no signature
+        return
+    bodies = [(a.source, a.date, sources.plain(sources.masked(a.text[a.body_start:], a.kind), a.kind)) for a in todo]
+    found = stories.assign(bodies, kept)
+    for r in records:
+        story, sig = found[r.metadata[SOURCE]]
+        r.metadata[STORY] = story
+        if r.metadata["chunk"] == 0:
+            r.metadata[MINHASH] = sig
 
 
 def _progress(total: int, desc: str, show: bool | None):
@@ -129,6 +153,7 @@ def sync(settings: Settings, rebuild: bool = False, progress: bool | None = None
         languages |= {a.language for a in todo}
         synced = index_metadata(settings, languages, datetime.now(UTC).isoformat(timespec="seconds"))
         pairs = [p for a in todo for p in article_chunks(a, settings)]
+        link_stories(todo, {s: m for s, m in old.items() if s not in drop}, [r for r, _, _ in pairs])
         with store.new_snapshot(synced, fresh=report.rebuilt is not None, adding=len(pairs)) as writer:
             writer.drop(drop)
             with _progress(len(pairs), "embedding", progress) as bar:

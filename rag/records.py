@@ -38,6 +38,8 @@ SYNCED_AT = "synced_at"  # index metadata: when the last sync finished (ISO 8601
 LANGUAGES = "languages"  # index metadata: the languages of its articles, comma separated
 SENTENCES = "sentences"
 SENTENCE_VECTORS = "sentence_vectors"
+STORY = "story"  # the story key of a chunk's article: the source of its first copy (rag.stories)
+MINHASH = "minhash"  # chunk 0: the article's MinHash signature (rag.stories)
 
 
 @dataclass(frozen=True)
@@ -66,10 +68,11 @@ class Passage:
     outlet: str = ""
     author: str = ""
     url: str = ""
+    story: str = field(default="", compare=False, repr=False)
 
     def as_json(self) -> dict:
         d = asdict(self)
-        for key in ("id", "kind", "embedding", "sentences", "sentence_vectors"):
+        for key in ("id", "kind", "embedding", "sentences", "sentence_vectors", "story"):
             d.pop(key)
         return d
 
@@ -99,7 +102,7 @@ def passage(id_: str, text: str, meta: dict, score: float, embedding=None) -> Pa
         text=text, score=round(float(score), 4), id=id_, kind=meta.get("kind", "text"),
         embedding=None if embedding is None else np.asarray(embedding, dtype=np.float32),
         sentences=spans, sentence_vectors=vectors, outlet=meta.get("outlet", ""), author=meta.get("author", ""),
-        url=meta.get("url", ""),
+        url=meta.get("url", ""), story=meta.get(STORY, ""),
     )
 
 

@@ -70,6 +70,8 @@ TEXTS = {
         "changed": "The article changed after it was indexed; this is the indexed passage. Sync the index.",
         "missing": "The article is no longer in the sources folder; this is the indexed passage.",
         "placeholder": "Ask about the news articles, in English or Dutch",
+        "also_in": "also in {files}",
+        "conflict": "The sources disagree",
     },
     "nl": {
         "searching": "Zoeken in de artikelen…",
@@ -88,6 +90,8 @@ TEXTS = {
         "changed": "Het artikel is gewijzigd na het indexeren; dit is de geïndexeerde passage. Synchroniseer de index.",
         "missing": "Het artikel staat niet meer in de bronnenmap; dit is de geïndexeerde passage.",
         "placeholder": "Stel een vraag over de nieuwsartikelen, in het Engels of Nederlands",
+        "also_in": "ook in {files}",
+        "conflict": "De bronnen spreken elkaar tegen",
     },
 }
 
@@ -113,6 +117,7 @@ a.rag-cite { font-weight: 600; text-decoration: none; cursor: pointer; white-spa
 a.rag-cite:hover { text-decoration: underline; }
 .rag-unsupported { text-decoration: underline wavy #dc2626; text-decoration-thickness: 1px; }
 .rag-unsupported-note { color: #dc2626; font-size: 0.9em; }
+.rag-conflict { display: block; margin-top: 6px; padding: 4px 8px; border-left: 3px solid #b45309; }
 """
 
 # Runs once when the sources panel mounts: a document-level handler opens the card of a clicked
@@ -179,6 +184,10 @@ def answer_markdown(answer: Answer, turn: int) -> str:
             title = html.escape(p.source if p else "", quote=True)
             sentence += f' <a href="#{cite_id(turn, n)}" class="rag-cite" title="{title}">[{n}]</a>'
         parts.append(sentence)
+    # the last claims are the note that says the sources disagree (one opening, then one per value)
+    flagged = sum(1 + len(c.values) for c in answer.conflicts)
+    if flagged and flagged <= len(parts):
+        parts[-flagged:] = [f'<span class="rag-conflict" title="{t["conflict"]}">⚠ {" ".join(parts[-flagged:])}</span>']
     return " ".join(parts) + note
 
 
@@ -212,6 +221,7 @@ def passage_card(engine: Engine, turn: int, n: int, p: Citation | Passage, t: di
         html.escape(p.date or t["no_date"]),
         f'<span class="rag-file">{html.escape(p.source)}</span>',
         t["chars"].format(a=p.start, b=p.end),
+        *([html.escape(t["also_in"].format(files=", ".join(p.copies)))] if getattr(p, "copies", ()) else []),
     ])
     return (
         f'<section class="rag-card" id="{cite_id(turn, n)}">'
