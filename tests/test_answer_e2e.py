@@ -151,9 +151,9 @@ def test_saved_prompt_state_gives_the_same_answer(engine, tmp_path):
     load = second._load_state
     second._load_state = lambda path: (load(path), loaded.append(second._llm.n_tokens))
     assert run(second) == text
-    assert loaded and loaded[0] > 200  # the system prompt came from the file
+    assert loaded and loaded[0] >= 10  # the system message's tokens came from the file
 
     saved[0].write_bytes(b"not a llama.cpp state file")
     second._llm.reset()
     assert run(second) == text
-    assert loaded[-1] == 0 and saved[0].stat().st_size > 1_000_000  # ignored, then saved again
+    assert loaded[-1] == 0 and saved[0].stat().st_size > 300_000  # ignored, then saved again
