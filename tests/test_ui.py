@@ -283,7 +283,7 @@ def test_errors_become_chat_messages_in_the_questions_language(live, settings, m
     chat = collect(no_index, "What did lenders demand?")[-1][1]
     assert "The index is not available" in chat[-1]["content"] and "rag index" in chat[-1]["content"], chat
 
-    def boom(question, k=None, vector=None):
+    def boom(question, k=None, vector=None, filters=None):
         raise KeyError("boom")
 
     monkeypatch.setattr(engine.retriever, "retrieve", boom)
