@@ -62,6 +62,9 @@ class PromptLookupLLM:
             if delta:
                 yield delta
 
+    def yes_probability(self, messages):
+        return None  # the bench times generation; the judge's check is timed with the local backend
+
 
 class ScriptedNotFound:
     """A ChatModel that declines at once: to collect the engine's prompts without generating."""
@@ -70,6 +73,9 @@ class ScriptedNotFound:
 
     def stream(self, messages, max_tokens):
         yield "NOT_FOUND"
+
+    def yes_probability(self, messages):
+        return None
 
 
 class Recorder:
@@ -85,6 +91,9 @@ class Recorder:
         for piece in self.inner.stream(messages, max_tokens):
             self.output += piece
             yield piece
+
+    def yes_probability(self, messages):
+        return self.inner.yes_probability(messages)
 
 
 def prompt_tokens(llm, messages: list[dict[str, str]]) -> list[int]:

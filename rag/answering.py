@@ -103,7 +103,7 @@ class Answer:
             "language": self.language,
             "citations": [{"n": i + 1, **c.as_json()} for i, c in enumerate(self.citations)],
             "claims": [{"text": c.text, "cited": c.cited, "supported": c.supported, "similarity": c.similarity,
-                        "repaired": c.repaired} for c in self.claims],
+                        "repaired": c.repaired, "entailment": c.entailment} for c in self.claims],
             "timings": self.timings,
             "conflicts": [c.as_json() for c in self.conflicts],
             **({"refusal_reason": self.refusal_reason} if self.refused else {}),
@@ -230,7 +230,7 @@ def render(claims: list[Claim], evidence: list[Sentence]) -> tuple[str, list[Cit
         cited = [renumber[n] for n in c.cited]
         body, end = re.match(r"(.*?)([.!?…:;]*)$", c.sentence, re.S).groups()
         out.append(body + "".join(f" [{n}]" for n in cited) + end)
-        renumbered.append(Claim(c.text, cited, c.supported, c.similarity, c.repaired))
+        renumbered.append(replace(c, cited=cited))
     citations = []
     for n in order:
         s = evidence[n - 1]
@@ -469,7 +469,13 @@ class Pipeline:
         t = time.perf_counter()
         run.claims = verification.check(run.raw, run.evidence, run.standalone, self._embed,
                                         self.settings.support_threshold)
-        run.mark("verify_s", t)
+        t = run.mark("verify_s", t)
+        if self.settings.judge_threshold > 0:
+            def ask(sentences: list[Sentence], claim: str) -> float | None:
+                return self._llm().yes_probability(prompting.judge_messages(sentences, claim, run.language))
+
+            run.claims = verification.judge(run.claims, run.evidence, ask, self.settings.judge_threshold)
+            run.mark("judge_s", t)
         if all(verification.is_disguised_refusal(c.text) for c in run.claims):
             raise Refusal(f"the answer says the sources do not hold it: {run.raw!r}")
         if not verification.answers_question(run.standalone, run.claims, run.evidence):
@@ -485,7 +491,8 @@ class Pipeline:
         cited = {n for n in markers(run.raw) if 1 <= n <= len(run.evidence)}
         kept = [s for n, s in enumerate(run.evidence, 1) if n not in cited]
         # only that case: on RGB's English snippets a second try for any failed answer let 3 more of 50
-        # wrong answers through where the answer had been removed, and answered no more questions right
+        # wrong answers through where the answer had been removed, and answered no more questions right;
+        # with the judge (verification.judge) and lemmas it answered 2 more right and let 5 more wrong through
         copied_own_language = all(run.evidence[n - 1].language == run.language for n in cited)
         if not cited or not copied_own_language or all(s.language == run.language for s in kept):
             raise first

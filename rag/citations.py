@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from difflib import SequenceMatcher
 
+from text_to_num import alpha2digit
+
 from .chunking import is_abbreviation
 
 MARKER = re.compile(r"\[(\d{1,2}(?:\s*,\s*\d{1,2})*)\]")
@@ -83,10 +85,36 @@ def _parse_number(raw: str) -> float | None:
         return None
 
 
+_SCALE_WORD = re.compile(r"\b(" + "|".join(w for w in _SCALE if len(w) > 3) + r")\b", re.IGNORECASE)
+
+
+def with_digits(text: str, language: str, threshold: int = 3) -> str:
+    """``text`` with numbers written in words as digits, scale words kept: "achthonderd miljard" -> "800
+    miljard", "twenty-three" -> "23", "the fifth" -> "the 5th" (text2num; a lone number under ``threshold``
+    stays a word).
+
+    The 1.5B model misreads spelled-out numbers in the other language: asked in English about "een belang
+    van circa elf procent" it answered with the "30 miljard" of another sentence.
+    """
+    kept: list[str] = []
+
+    def hide(m: re.Match) -> str:  # text2num would turn "8.5 billion" into "8.5 1000000000"
+        kept.append(m.group(0))
+        return f"QSCALE{len(kept) - 1}Q"
+
+    try:
+        out = alpha2digit(_SCALE_WORD.sub(hide, text), "nl" if language == "nl" else "en", threshold=threshold)
+    except Exception:  # noqa: BLE001 - a parser's surprise must not cost the answer its evidence
+        return text
+    return re.sub(r"QSCALE(\d+)Q", lambda m: kept[int(m.group(1))], out)
+
+
 def numbers(text: str) -> set[float]:
-    """Numeric values in a text, scale words applied in English and Dutch ('30 miljard' == '30 billion')."""
+    """Numeric values in a text, in digits or words, scale words applied in English and Dutch ('30 miljard'
+    == '30 billion', 'achthonderd miljard' == '800 billion')."""
     out: set[float] = set()
-    for m in _NUMBER.finditer(strip_markers(text)):
+    text = with_digits(with_digits(strip_markers(text), "nl"), "en")
+    for m in _NUMBER.finditer(text):
         value = _parse_number(m.group(1))
         if value is None:
             continue

@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import math
 import os
 import sys
 import threading
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
+
+import numpy as np
 
 from .errors import LLMUnavailable
 from .settings import Settings
@@ -34,6 +37,17 @@ class ChatModel(Protocol):
 
     def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
         """Yield the reply to ``messages`` piece by piece (greedy decoding)."""
+
+    def yes_probability(self, messages: list[dict[str, str]]) -> float | None:
+        """How likely the reply to ``messages`` starts with "yes" rather than "no" (0..1), read from the
+        model's next-token probabilities; None when the backend does not give them."""
+
+
+def yes_share(probabilities: dict[str, float]) -> float | None:
+    """P(yes) / (P(yes) + P(no)) over first-token candidates (any case, spaces stripped); None if neither."""
+    yes = sum(p for t, p in probabilities.items() if t.strip().lower() == "yes")
+    no = sum(p for t, p in probabilities.items() if t.strip().lower() == "no")
+    return yes / (yes + no) if yes + no > 0 else None
 
 
 # ---- model files shipped as PyPI packages ------------------------------------------------------
@@ -158,6 +172,36 @@ class LocalLLM:
             if state is not None and not state.exists():
                 self._keep_going(self._save_state, state, messages[-1]["content"])
 
+    def yes_probability(self, messages: list[dict[str, str]]) -> float | None:
+        from llama_cpp import LogitsProcessorList
+
+        seen: list[np.ndarray] = []
+
+        def capture(_ids, scores):  # the logits of the first reply token, before sampling
+            if not seen:
+                seen.append(np.array(scores, dtype=np.float64))
+            return scores
+
+        with self._lock:
+            # the KV cache of the last answer's prompt (the fixed system prompt first) is put back afterwards,
+            # else the next answer evaluates the system prompt again: 4.1 -> 9.6 s median on the seed questions
+            saved = self._llm.save_state() if self._llm.n_tokens else None
+            try:
+                self._llm.create_chat_completion(messages=messages, max_tokens=1, temperature=0.0,
+                                                 logits_processor=LogitsProcessorList([capture]))
+            finally:
+                if saved is not None:
+                    self._llm.load_state(saved)
+        if not seen:
+            return None
+        p = np.exp(seen[0] - seen[0].max())
+        p /= p.sum()
+        return yes_share({w: float(p[self._token(w)]) for w in ("yes", "Yes", "no", "No")})
+
+    @lru_cache(maxsize=8)  # noqa: B019 - a handful of words, for the model's lifetime
+    def _token(self, word: str) -> int:
+        return self._llm.tokenize(word.encode(), add_bos=False, special=False)[0]
+
     def _keep_going(self, step, *args) -> None:
         """Run a prompt-state step; it is only a speed-up, so a failure (an OS error, or a llama-cpp-python
         whose internals changed) is logged and the answer goes on without it."""
@@ -271,6 +315,20 @@ class OpenAICompatibleLLM:
             close = getattr(parts, "close", None)
             if close is not None:
                 close()  # a reader that stops early closes the HTTP stream now, not at garbage collection
+
+    def yes_probability(self, messages: list[dict[str, str]]) -> float | None:
+        """From the server's top log-probabilities of the first token (vLLM, llama.cpp server and OpenAI
+        give them; a server that does not: None, and the answer goes on without this check)."""
+        from llama_index.core.llms import ChatMessage
+
+        chat = [ChatMessage(role=m["role"], content=m["content"]) for m in messages]
+        try:
+            reply = self._llm.chat(chat, max_tokens=1, logprobs=True, top_logprobs=10)
+            first = (reply.logprobs or [[]])[0]
+        except Exception as e:  # noqa: BLE001 - an optional check: logged, never fatal
+            log.warning("the LLM server at %s gave no log-probabilities: %s", self.url, _short(str(e)))
+            return None
+        return yes_share({lp.token: math.exp(lp.logprob) for lp in first})
 
     def _explain(self, e: Exception) -> str:
         import openai

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from .chunking import count_tokens
+from .citations import with_digits
 from .evidence import Sentence
 from .sources import masked, plain
 
@@ -61,15 +62,36 @@ _PLANTED = re.compile(
 TEMPLATE_TOKEN = re.compile(r"<\|[^<>|]{0,40}\|>")
 
 
-def sentence_view(text: str, kind: str) -> str:
-    """A sentence as the model sees it: markup blanked, template tokens removed; "" for a planted instruction."""
+# Units after a number, in the reader's language. Asked in English about "800 miljard dollar" the 1.5B
+# model answered "800 million dollars" (a false friend); asked in Dutch about "approximately two years" it
+# kept the English words in its Dutch answer.
+_UNITS = {
+    "en": {"miljard": "billion", "miljoen": "million", "biljoen": "trillion", "duizend": "thousand",
+           "procent": "percent", "jaar": "years", "maanden": "months", "maand": "month", "weken": "weeks",
+           "week": "week", "dagen": "days", "dag": "day"},
+    "nl": {"billion": "miljard", "million": "miljoen", "trillion": "biljoen", "thousand": "duizend",
+           "percent": "procent", "per cent": "procent", "years": "jaar", "year": "jaar", "months": "maanden",
+           "month": "maand", "weeks": "weken", "week": "week", "days": "dagen", "day": "dag"},
+}
+_UNIT = {to: re.compile(r"(?<=\d) (" + "|".join(sorted(units, key=len, reverse=True)) + r")\b", re.IGNORECASE)
+         for to, units in _UNITS.items()}
+
+
+def sentence_view(text: str, kind: str, language: str = "en", reader: str = "") -> str:
+    """A sentence as the model sees it: markup blanked, template tokens removed, numbers in digits; "" for a
+    planted instruction. For a ``reader`` of another language, the units after a number are in theirs."""
     view = plain(TEMPLATE_TOKEN.sub(" ", masked(text, kind)), kind)
-    return "" if _PLANTED.search(view) else view
+    if _PLANTED.search(view):
+        return ""
+    if not reader or reader == language or reader not in _UNITS:
+        return with_digits(view, language)
+    units = _UNITS[reader]
+    return _UNIT[reader].sub(lambda m: " " + units[m.group(1).lower()], with_digits(view, language, threshold=2))
 
 
 def sentence_tokens(sentence: Sentence) -> int:
     """What a sentence costs in the prompt (0 when it is not shown)."""
-    view = sentence_view(sentence.text, sentence.kind)
+    view = sentence_view(sentence.text, sentence.kind, sentence.language)
     return count_tokens(view) + 3 if view else 0  # "[n] " and the line break
 
 
@@ -95,9 +117,9 @@ def answer_messages(question: str, evidence: list[Sentence], language: str, toda
             source = s.source
             prev = None
         if prev is not None and 0 <= s.start - prev.end <= 3:
-            lines[-1] += f" [{n}] {sentence_view(s.text, s.kind)}"
+            lines[-1] += f" [{n}] {sentence_view(s.text, s.kind, s.language, language)}"
         else:
-            lines.append(f"[{n}] {sentence_view(s.text, s.kind)}")
+            lines.append(f"[{n}] {sentence_view(s.text, s.kind, s.language, language)}")
         prev = s
     question = TEMPLATE_TOKEN.sub(" ", question)
     user = (
@@ -105,6 +127,18 @@ def answer_messages(question: str, evidence: list[Sentence], language: str, toda
         f"Answer in {LANGUAGE_NAMES.get(language, 'English')} and cite the sentence numbers like [1]."
     )
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+JUDGE_PROMPT = "You check whether a news text states a claim. Reply only yes or no."
+
+
+def judge_messages(sentences: list[Sentence], claim: str, reader: str) -> list[dict[str, str]]:
+    """The messages that ask whether ``sentences`` (shown as to a ``reader`` of that language) state ``claim``."""
+    text = " ".join(v for s in sentences if (v := sentence_view(s.text, s.kind, s.language, reader)))
+    claim = TEMPLATE_TOKEN.sub(" ", claim)
+    return [{"role": "system", "content": JUDGE_PROMPT},
+            {"role": "user", "content": f"Text: {text}\n\nClaim: {claim}\n\nDoes the text state this claim? "
+                                        "Reply yes or no."}]
 
 
 def rewrite_in(language: str) -> str:

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     support_threshold: float = Field(
         0.78, description="Least embedder similarity between an answer sentence and its cited passage."
     )
+    judge_threshold: float = Field(
+        0.8, ge=0, le=1, description="Least probability of 'yes' when the LLM is asked whether the cited sentences "
+        "state an English answer sentence (0: no such check).",
+    )
 
     # --- UI -----------------------------------------------------------------------------------
     ui_host: str = Field("127.0.0.1", description="Address the chat UI listens on.")

@@ -45,6 +45,7 @@ GENERIC = stems(
     "doet doen deed gaat gaan ging komt komen kwam staat staan"
 )
 TERSE = 3
+_HOW = re.compile(r"\b(?:how|hoe)\s+(\w+)", re.IGNORECASE)
 _CAPITALISED = re.compile(r"\b[A-Z][\w'’-]*[A-Z][\w'’-]*\b")  # SoftBank, OpenAI: names however placed
 _DISGUISED = re.compile(
     r"\b(not (been )?(mentioned|stated|specified|given|provided|found|available|included|disclosed|reported|"
@@ -65,6 +66,7 @@ class Claim:
     supported: bool = False
     similarity: float = 0.0
     repaired: bool = False  # the model cited another sentence (or none); this one supports the claim
+    entailment: float | None = None  # the LLM's probability that its cited sentences state it (``judge``)
 
     @property
     def sentence(self) -> str:
@@ -170,10 +172,38 @@ def check(text: str, evidence: list[Sentence], question: str,
     return out
 
 
+def judge(claims: list[Claim], evidence: list[Sentence], ask: Callable[[list[Sentence], str], float | None],
+          threshold: float) -> list[Claim]:
+    """The claims, each supported English one asked about once more: ``ask(sentences, claim)`` is the LLM's
+    probability that ``sentences`` (the cited ones with their neighbours) state the claim; below
+    ``threshold`` the claim is unsupported.
+
+    The word checks cannot see what a claim says happened: "Serena Williams won Wimbledon in 2019" passes
+    them on "Wimbledon 2019 – women's singles: Serena Williams and Johanna Konta", the question lending
+    "won". Measured on RGB ids 0-49 (answers with and without the answer's snippets) with the 1.5B model:
+    at 0.8 it keeps 33 of 35 right answers and stops 12 of 27 wrong ones (AUC 0.81), about 1.3 s a claim
+    (AMD EPYC, 2 cores). Only English claims: the same model gave right Dutch answers on the seeds 0.38-0.58.
+    """
+    near = _neighbours(evidence)
+    out = []
+    for c in claims:
+        if c.supported and threshold > 0 and detect_language(c.sentence) == "en":
+            shown = sorted({j for n in c.cited for j in [n - 1, *near[n - 1]]})
+            p = ask([evidence[j] for j in shown], c.sentence)
+            if p is not None:
+                ok = p >= threshold
+                c = Claim(c.text, c.cited if ok else [], ok, c.similarity, c.repaired, round(p, 4))
+        out.append(c)
+    return out
+
+
 def focus(question: str) -> list[frozenset[str]]:
     """What a question asks about: its content words (as stems) that are not names (SoftBank and OpenAI are
-    in every sentence of an article about them) nor words any answer uses."""
+    in every sentence of an article about them), nor words any answer uses, nor the adjective of "how large"
+    / "hoe groot" (the question's form: "grootste financiers" made any sentence about SoftBank's backing
+    speak of "Hoe groot is de margelening ...?")."""
     named = {n.lower().rstrip("'’s") for n in names(question)} | {w.lower() for w in _CAPITALISED.findall(question)}
+    named |= {w.lower() for w in _HOW.findall(question)}
     return [forms for w, forms in words(question).items() if w not in named and not forms & GENERIC]
 
 

@@ -79,10 +79,12 @@ class ScriptedChatModel:
 
     name = "scripted"
 
-    def __init__(self, *replies, fail: str | None = None) -> None:
+    def __init__(self, *replies, fail: str | None = None, yes: float | None = None) -> None:
         self.replies = list(replies)
         self.fail = fail
+        self.yes = yes  # what yes_probability says (None: no log-probabilities, the check is skipped)
         self.calls: list[list[dict[str, str]]] = []
+        self.judged: list[list[dict[str, str]]] = []
 
     def stream(self, messages, max_tokens):
         from rag.errors import LLMUnavailable
@@ -94,6 +96,10 @@ class ScriptedChatModel:
         text = reply(messages) if callable(reply) else reply
         for i in range(0, len(text), 7):  # in pieces, as a model streams
             yield text[i:i + 7]
+
+    def yes_probability(self, messages):
+        self.judged.append(messages)
+        return self.yes(messages) if callable(self.yes) else self.yes
 
 
 def prompt_sentences(messages) -> dict[int, str]:
@@ -107,9 +113,14 @@ def prompt_sentences(messages) -> dict[int, str]:
 
 
 def sentence_number(messages, fragment: str) -> int:
-    """The number the prompt gives the source sentence that contains ``fragment``."""
+    """The number the prompt gives the source sentence that contains ``fragment`` (of the article's text: the
+    prompt may show its numbers in digits and its units in the question's language)."""
+    from rag.prompting import sentence_view
+
+    shown = {fragment} | {sentence_view(fragment, "text", language, reader)
+                          for language in ("en", "nl") for reader in ("", "en", "nl")}
     for n, text in prompt_sentences(messages).items():
-        if fragment in text:
+        if any(f in text for f in shown):
             return n
     raise AssertionError(f"no sentence with {fragment!r} in the prompt")
 

@@ -157,3 +157,40 @@ def test_saved_prompt_state_gives_the_same_answer(engine, tmp_path):
     second._llm.reset()
     assert run(second) == text
     assert loaded[-1] == 0 and saved[0].stat().st_size > 300_000  # ignored, then saved again
+
+
+@pytest.mark.parametrize("states,names_only,claim", [
+    ("Maria Lopez won the 2019 Harbour Cup final on Sunday, beating Anna Berg in three sets.",
+     "Harbour Cup 2019 - women's singles: Maria Lopez and Anna Berg ... As first-round matches go, this is one "
+     "Maria Lopez will remember ...", "Maria Lopez won the Harbour Cup in 2019."),
+    ("Northwind Energy bought the wind farm from Delta Power for 300 million euros in March.",
+     "Northwind Energy and Delta Power both bid for the wind farm, which was sold in March.",
+     "Northwind Energy acquired the wind farm."),
+    ("De haven van Rotterdam was na de storm twee dagen gesloten.",
+     "De haven van Rotterdam ging na de storm weer open.", "The port of Rotterdam was closed for two days."),
+])
+def test_the_model_tells_a_sentence_that_states_a_claim_from_one_that_names_its_parts(engine, states, names_only,
+                                                                                      claim):
+    """The judge of rag.verification.judge, with the real model: what the word checks cannot tell apart."""
+    from rag import prompting
+    from rag.evidence import Sentence
+
+    def ask(text: str) -> float:
+        language = "nl" if text.startswith("De ") else "en"
+        sentence = Sentence("x.txt", "", "", language, "text", 0, len(text), text, None)
+        return engine.llm.yes_probability(prompting.judge_messages([sentence], claim, "en"))
+
+    threshold = engine.settings.judge_threshold
+    assert ask(states) >= threshold > ask(names_only)
+
+
+def test_judging_keeps_the_answer_prompt_in_the_kv_cache(engine):
+    from rag import prompting
+    from rag.evidence import Sentence
+
+    engine.answer("How much might SoftBank invest in OpenAI?")
+    kept = engine.llm._llm.n_tokens  # noqa: SLF001 - what llama.cpp holds for the next prompt
+    text = "Northwind Energy bought the wind farm."
+    engine.llm.yes_probability(prompting.judge_messages(
+        [Sentence("x.txt", "", "", "en", "text", 0, len(text), text, None)], "Northwind bought it.", "en"))
+    assert engine.llm._llm.n_tokens == kept > 300  # noqa: SLF001 - the system prompt alone is over 250 tokens

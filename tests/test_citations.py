@@ -37,6 +37,27 @@ def test_numbers_across_languages():
     assert numbers("1.5 million") == numbers("1,5 miljoen") == {1.5e6}
     assert numbers("10,000 shares") == {10000.0}
     assert numbers("as stated in [2].") == set()
+    assert numbers("een waardering van achthonderd miljard dollar") == numbers("a valuation of $800 billion") == {800e9}
+    assert numbers("vijfenzeventig procent") == numbers("seventy-five percent") == {75.0}
+
+
+def test_the_model_reads_numbers_in_digits_and_units_in_its_own_language():
+    view = prompting.sentence_view
+    dutch = "Een waardering die richting de achthonderd miljard dollar gaat, goed voor circa elf procent."
+    assert view(dutch, "text", "nl") == dutch.replace("achthonderd", "800").replace("elf", "11")
+    for_english = view(dutch, "text", "nl", "en")
+    assert for_english == "Een waardering die richting de 800 billion dollar gaat, goed voor circa 11 percent."
+    english = "The loan runs approximately two years; one of them said $8.5 billion."
+    assert view(english, "text", "en") == english  # small numbers stay words, "8.5 billion" stays whole
+    assert view(english, "text", "en", "nl") == "The loan runs approximately 2 jaar; one of them said $8.5 miljard."
+
+
+def test_a_figure_in_digits_or_another_form_of_a_verb_is_not_a_word_the_evidence_lacks():
+    have = E.stems("belang van circa elf procent SoftBank")
+    assert E.uncovered("SoftBank heeft een belang van 11 procent", have) == []
+    assert E.uncovered("The awards took place in January", E.stems("The awards will take place in January")) == []
+    assert E.uncovered("Zij kocht het bedrijf", E.stems("Zij wil het bedrijf kopen")) == []
+    assert E.uncovered("The storm closed the port", E.stems("The port is open")) == ["storm", "closed"]
 
 
 def test_facts_supported():
@@ -143,13 +164,13 @@ def test_clean_question():
 
 
 def test_prompt_numbers_sentences_by_article_and_asks_the_language():
-    evidence = [_s("First sentence.", "a.txt"), _s("Second sentence.", "a.txt", start=16),
+    evidence = [_s("First sentence.", "a.txt"), _s("Other sentence.", "a.txt", start=16),
                 Sentence("b.md", "Rente omhoog", "2025-03-02", "nl", "markdown", 0, 15, "Tweede artikel.", np.zeros(8))]
     messages = prompting.answer_messages("Hoeveel?", evidence, "nl")
     assert messages[0]["content"] == prompting.SYSTEM_PROMPT  # fixed prefix, reused from the KV cache
     user = messages[1]["content"]
     # sentences that follow each other in the article stay on one line, as they read there
-    assert user.index("Article (no date)\n[1] First sentence. [2] Second sentence.") < user.index(
+    assert user.index("Article (no date)\n[1] First sentence. [2] Other sentence.") < user.index(
         "Article: Rente omhoog (2025-03-02)\n[3] Tweede artikel.") < user.index("Question: Hoeveel?")
     assert "Dutch" in user
 
@@ -244,3 +265,16 @@ def test_in_one_language_the_cited_sentence_must_speak_of_what_was_asked():
     claims = verification.check("SoftBank was founded by Masayoshi Son [1].", evidence, "Who founded SoftBank?",
                                 _embed([[0.9, 0.8]]), 0.78)
     assert claims[0].cited == [2]  # not the English sentence that only names him
+
+
+def test_the_form_of_how_large_is_not_what_a_question_asks_about():
+    """"grootste financiers" (lemma "groot") does not make a sentence speak of "Hoe groot is de margelening?"."""
+    title = "SoftBank overweegt een nieuwe investering in OpenAI die kan oplopen tot 30 miljard dollar."
+    backers = "Beleggers zien SoftBank als een van de grootste financiers van het bedrijf achter ChatGPT."
+    evidence = [Sentence("nl.txt", title, "", "nl", "text", 0, len(title), title, np.eye(8)[0]),
+                Sentence("nl.txt", title, "", "nl", "text", 500, 500 + len(backers), backers, np.eye(8)[1])]
+    claim = "SoftBank wil afsluiten een nieuwe investering in OpenAI die kan oplopen tot 30 miljard dollar [2]."
+    question = "Hoe groot is de margelening die SoftBank wil afsluiten?"
+    assert verification.focus(question) == [E.words("margelening")["margelening"], E.words("afsluiten")["afsluiten"]]
+    (c,) = verification.check(claim, evidence, question, _embed([[0.9, 0.9]]), 0.78)
+    assert not c.supported

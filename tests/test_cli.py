@@ -36,7 +36,8 @@ def other_value(name: str) -> tuple[list[str], object]:
         value = next(c for c in get_args(field.annotation) if c != default)
         return [option, value], value
     kind = next((a for a in get_args(field.annotation) if a is not type(None)), field.annotation)
-    value = {int: lambda: (default or 1) + 1, float: lambda: default + 0.5, Path: lambda: Path("/srv/elsewhere"),
+    value = {int: lambda: (default or 1) + 1, float: lambda: default / 2 if default else 0.5,
+             Path: lambda: Path("/srv/elsewhere"),
              str: lambda: "anna:s3cret" if name == "ui_auth" else f"{default or 'x'}-other",
              date: lambda: date(2026, 2, 2)}[kind]()
     return [option, str(value)], value

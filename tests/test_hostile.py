@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from rag import answering as A, prompting, sources, verification
 from rag.chunking import chunk_text, sentence_spans
+from rag.citations import with_digits
 from rag.engine import Engine
 from rag.evidence import Sentence
 from rag.records import Passage
@@ -79,13 +80,15 @@ def test_planted_instructions_never_reach_the_model_as_instructions():
     assert not claims[0].supported  # the planted figure does not count as evidence
     ordinary = "The system will cost 5 million. Users can ignore it."
     assert " ".join(prompting.sentence_view(ordinary[a:b], "text") for a, b in sentence_spans(ordinary)) == ordinary
-    # news text passes unchanged: every chunk of the seeds and of the English and Dutch XQuAD paragraphs
+    # news text passes unchanged (numbers aside, in digits): every chunk of the seeds and of the English and
+    # Dutch XQuAD paragraphs
     texts = [p.read_text() for p in SEEDS.glob("*.txt")]
     for language in ("en", "nl"):
         data = json.loads((XQUAD / f"xquad.{language}.json").read_text())
         texts += [p["context"] for a in data["data"] for p in a["paragraphs"]]
     sentences = [text[a:b] for text in texts for a, b in sentence_spans(text)]
-    changed = [s for s in sentences if prompting.sentence_view(s, "text") != sources.plain(s, "text")]
+    changed = [s for s in sentences
+               if prompting.sentence_view(s, "text") != with_digits(sources.plain(s, "text"), "en")]
     assert len(sentences) > 2000 and not changed, changed[:2]
     FIGURES["ordinary sentences unchanged"] = len(sentences)
 

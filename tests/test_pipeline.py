@@ -11,7 +11,7 @@ import pytest
 from rag import sources
 from rag.engine import Engine
 from rag.errors import LLMUnavailable, QuestionError
-from tests.conftest import ScriptedChatModel, sentence_number
+from tests.conftest import ScriptedChatModel, prompt_sentences, sentence_number
 
 EN = "002_89be491c9f5e8b09.txt"
 NL = "000_51d920bc302d2553.txt"
@@ -101,7 +101,7 @@ def test_a_bad_question_fails_before_any_work(engine):
 def test_an_answer_that_fails_the_check_gets_one_more_try_without_the_sentences_it_cited(engine):
     copied = "SoftBank wil een nieuwe investering in OpenAI van 30 miljard dollar afsluiten [{n}]."
     model = ScriptedChatModel(lambda m: copied.format(n=sentence_number(m, "30 miljard dollar")),
-                              lambda m: f"De margelening is 10 miljard dollar [{sentence_number(m, LOAN)}].")
+                              lambda m: f"De margelening is 10 miljard dollar [{sentence_number(m, 'loan backed')}].")
     engine.llm = model
     stream = engine.stream_answer("Hoe groot is de margelening die SoftBank wil afsluiten?")
     pieces = list(stream)
@@ -114,13 +114,47 @@ def test_an_answer_that_fails_the_check_gets_one_more_try_without_the_sentences_
 def test_a_second_try_that_fails_too_is_a_refusal(engine):
     copied = "SoftBank wil een nieuwe investering van 30 miljard dollar afsluiten [{n}]."
     model = ScriptedChatModel(lambda m: copied.format(n=sentence_number(m, "30 miljard dollar")),
-                              lambda m: f"De margelening is 99 miljard dollar [{sentence_number(m, LOAN)}].")
+                              lambda m: f"De margelening is 99 miljard dollar [{sentence_number(m, 'loan backed')}].")
     a = _ask(engine, model, "Hoe groot is de margelening die SoftBank wil afsluiten?")
     assert a.refused and len(model.calls) == 2
 
 
 def test_no_second_try_unless_a_sentence_in_the_question_language_was_copied(engine):
     """Only that failure is retried: a second try for every failed answer let more wrong answers through."""
-    model = ScriptedChatModel(lambda m: f"SoftBank is worth 99 billion dollars [{sentence_number(m, '30 miljard')}].")
+    model = ScriptedChatModel(
+        lambda m: f"SoftBank is worth 99 billion dollars [{sentence_number(m, 'overweegt een nieuwe investering')}].")
     a = _ask(engine, model, "How much is SoftBank worth?")  # the failed answer cites a Dutch sentence
     assert a.refused and len(model.calls) == 1
+
+
+def _loan_answer(m):
+    """The right answer, or NOT_FOUND once the loan sentence is gone (a second try)."""
+    shown = LOAN in "".join(prompt_sentences(m).values())
+    return f"SoftBank's margin loan is $10 billion [{sentence_number(m, LOAN)}]." if shown else "NOT_FOUND"
+
+
+@pytest.mark.parametrize("yes,refused", [(0.3, True), (0.95, False)])
+def test_the_model_is_asked_whether_the_cited_sentence_states_an_english_claim(engine, yes, refused):
+    model = ScriptedChatModel(_loan_answer, yes=yes)
+    a = _ask(engine, model, "How large is SoftBank's margin loan?")
+    assert a.refused is refused and a.claims[0].entailment == yes
+    (judged,) = model.judged  # one claim, one question: the cited sentence and the claim
+    asked = judged[-1]["content"]
+    assert LOAN in asked and "Claim: SoftBank's margin loan is $10 billion." in asked
+
+
+def test_dutch_claims_are_not_judged_and_no_probability_means_no_judgement(engine):
+    dutch = "SoftBank wil tot 30 miljard dollar investeren [{}]."
+    model = ScriptedChatModel(lambda m: dutch.format(sentence_number(m, "30 miljard")), yes=0.0)
+    a = _ask(engine, model, "Hoeveel wil SoftBank mogelijk in OpenAI investeren?")
+    assert not a.refused and not model.judged and a.claims[0].entailment is None
+    model = ScriptedChatModel(_loan_answer, yes=None)  # a server without log-probabilities
+    a = _ask(engine, model, "How large is SoftBank's margin loan?")
+    assert not a.refused and len(model.judged) == 1 and a.claims[0].entailment is None
+
+
+def test_a_judge_threshold_of_zero_turns_the_check_off(engine):
+    engine.settings = engine.settings.model_copy(update={"judge_threshold": 0.0})
+    model = ScriptedChatModel(_loan_answer, yes=0.0)
+    a = _ask(engine, model, "How large is SoftBank's margin loan?")
+    assert not a.refused and not model.judged

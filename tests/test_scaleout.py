@@ -494,3 +494,24 @@ def test_cli_ask_json_with_dead_llm_server(remote):
     assert url in proc.stderr and "Traceback" not in proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert url in out["error"] and out["passages"][0]["source"] == ANSWER_SOURCE
+
+
+@pytest.mark.slow
+def test_the_judge_reads_the_servers_log_probabilities(llm_url):
+    """rag.verification.judge over an OpenAI-compatible server: P(yes) from the first token's top log-probs."""
+    from rag import prompting
+    from rag.evidence import Sentence
+    from rag.llm import OpenAICompatibleLLM
+
+    llm = OpenAICompatibleLLM(Settings(llm="openai", llm_base_url=llm_url, llm_model="qwen2.5-coder-1.5b",
+                                       llm_timeout=300.0))
+
+    def ask(text: str) -> float | None:
+        sentence = Sentence("x.txt", "", "", "en", "text", 0, len(text), text, None)
+        claim = "Northwind Energy acquired the wind farm."
+        return llm.yes_probability(prompting.judge_messages([sentence], claim, "en"))
+
+    states = ask("Northwind Energy bought the wind farm from Delta Power for 300 million euros in March.")
+    names_only = ask("Northwind Energy and Delta Power both bid for the wind farm, which was sold in March.")
+    assert states is not None and names_only is not None
+    assert states >= Settings().judge_threshold > names_only
