@@ -45,6 +45,7 @@ GENERIC = stems(
     "doet doen deed gaat gaan ging komt komen kwam staat staan"
 )
 TERSE = 3
+_COUNTED = re.compile(r"\b(?:how many|hoeveel)\s+(\w+)", re.IGNORECASE)
 _HOW = re.compile(r"\b(?:how|hoe)\s+(\w+)", re.IGNORECASE)
 _CAPITALISED = re.compile(r"\b[A-Z][\w'’-]*[A-Z][\w'’-]*\b")  # SoftBank, OpenAI: names however placed
 _DISGUISED = re.compile(
@@ -222,6 +223,14 @@ def _about(claim: str, question: str) -> bool:
     return any(forms & have for forms in asked)
 
 
+def _names_counted(question: str, cited: list[Sentence]) -> bool:
+    """For "how many X" / "hoeveel X": every cited sentence in the question's language names X."""
+    m = _COUNTED.search(question)
+    counted = [f for f in words(m.group(1)).values() if not f & GENERIC] if m else []
+    language = detect_language(question)
+    return not counted or all(counted[0] & stems(s.text) for s in cited if s.language == language)
+
+
 def answers_question(question: str, claims: list[Claim], evidence: list[Sentence]) -> bool:
     """A supported claim speaks of what the question asks about and, where it asks for something, adds it.
 
@@ -235,8 +244,11 @@ def answers_question(question: str, claims: list[Claim], evidence: list[Sentence
     kind = asks_for(question)
     if kind == "number":
         # a number the question does not hold, of the finer kind it asks for if it does ("What stake ...?"
-        # answered with "up to 30 billion dollars" is beside the point)
-        return any(adds_answer(kind, c.sentence, question) == max_answer(question) for c in supported)
+        # answered with "up to 30 billion dollars" is beside the point), from a sentence that names what is
+        # counted, where it shares the question's language ("Hoeveel investeerders ...?" answered with the
+        # round's "50 miljard dollar")
+        return any(adds_answer(kind, c.sentence, question) == max_answer(question)
+                   and _names_counted(question, [evidence[n - 1] for n in c.cited]) for c in supported)
     if kind is None and not re.search(r"\b(what|wat|welk|welke)\b", question, re.IGNORECASE):
         return True  # a yes/no or open question: any supported claim answers it
     asked = stems(question) | GENERIC

@@ -278,3 +278,18 @@ def test_the_form_of_how_large_is_not_what_a_question_asks_about():
     assert verification.focus(question) == [E.words("margelening")["margelening"], E.words("afsluiten")["afsluiten"]]
     (c,) = verification.check(claim, evidence, question, _embed([[0.9, 0.9]]), 0.78)
     assert not c.supported
+
+
+def test_how_many_is_answered_from_a_sentence_that_names_what_is_counted():
+    round_ = "Die ronde zou kunnen uitkomen op minstens vijftig miljard dollar."
+    backers = "Aan de ronde doen twaalf investeerders uit het Midden-Oosten mee."
+    evidence = [_s(round_, language="nl", n=0), _s(backers, start=100, language="nl", n=1)]
+    question = "Hoeveel investeerders uit het Midden-Oosten doen mee aan de ronde?"
+    copied = [Claim(round_ + " [1]", [1], True, 0.9)]
+    assert not verification.answers_question(question, copied, evidence)
+    assert verification.answers_question(question, [Claim("Twaalf investeerders doen mee [2].", [2], True, 0.9)],
+                                         evidence)
+    rate = "Wat is de rente op de margelening?"  # a figure's word after "what": a question about a number
+    assert E.asks_for(rate) == "number" and E.asks_for("What is the interest rate on the loan?") == "number"
+    assert not verification.answers_question(rate, [Claim("De rente is 10 miljard dollar [1].", [1], True, 0.9)],
+                                             [_s("De lening is 10 miljard dollar, tegen een rente.", language="nl")])
