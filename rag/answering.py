@@ -492,7 +492,7 @@ class Pipeline:
         kept = [s for n, s in enumerate(run.evidence, 1) if n not in cited]
         # only that case: on RGB's English snippets a second try for any failed answer let 3 more of 50
         # wrong answers through where the answer had been removed, and answered no more questions right;
-        # with the judge (verification.judge) and lemmas it answered 2 more right and let 5 more wrong through
+        # with the judge (verification.judge) too it answered none more right and let 4 more wrong through
         copied_own_language = all(run.evidence[n - 1].language == run.language for n in cited)
         if not cited or not copied_own_language or all(s.language == run.language for s in kept):
             raise first
