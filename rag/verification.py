@@ -22,7 +22,7 @@ import itertools
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -193,7 +193,7 @@ def judge(claims: list[Claim], evidence: list[Sentence], ask: Callable[[list[Sen
             p = ask([evidence[j] for j in shown], c.sentence)
             if p is not None:
                 ok = p >= threshold
-                c = Claim(c.text, c.cited if ok else [], ok, c.similarity, c.repaired, round(p, 4))
+                c = replace(c, cited=c.cited if ok else [], supported=ok, entailment=round(p, 4))
         out.append(c)
     return out
 
