@@ -28,10 +28,13 @@ _WORDS = {
     "eighty": 80, "tachtig": 80, "ninety": 90, "negentig": 90, "hundred": 100, "honderd": 100,
 }
 _NUMBER = re.compile(
-    r"(?<![\w.])(\d+(?:[.,]\d+)*|" + "|".join(sorted(_WORDS, key=len, reverse=True)) + r")(?![\w])"
+    r"(?<![\w.])(\d+(?:[.,]\d+)*|" + "|".join(sorted(_WORDS, key=len, reverse=True)) + r")"
+    r"(?:(?<=\d)(?:st|nd|rd|th|ste|de|e))?(?![\w])"  # an ordinal counts as its number: "11th season", "de 5e"
     r"(?:\s*(" + "|".join(sorted(_SCALE, key=len, reverse=True)) + r")\b)?",
     re.IGNORECASE,
 )
+_INITIALLED = re.compile(r"\b([A-Z])\.\s?([A-Z][\w'’-]+)")
+_FULL_NAME = re.compile(r"\b([A-Z][a-z][\w'’-]*)\s(?=([A-Z][\w'’-]+))")
 _NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b([A-Z][\w'’-]{2,})")
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
@@ -145,4 +148,8 @@ def facts_supported(sentence: str, passage: str, names_also: str = "") -> bool:
         if not any(abs(value - h) <= 1e-6 * max(1.0, abs(h)) for h in have):
             return False
     tokens = {t.lower() for t in _TOKEN.findall(f"{passage} {names_also}")}
-    return all(_name_in(n, tokens) for n in names(sentence))
+    # a first name the passage gives as an initial ("R. Nadal" in a ranking, "Rafael Nadal" in the claim)
+    initials = {(m.group(1), m.group(2).lower()) for m in _INITIALLED.finditer(passage)}
+    known = {m.group(1) for m in _FULL_NAME.finditer(strip_markers(sentence))
+             if (m.group(1)[0], m.group(2).lower()) in initials}
+    return all(n in known or _name_in(n, tokens) for n in names(sentence))

@@ -39,6 +39,10 @@ def test_numbers_across_languages():
     assert numbers("as stated in [2].") == set()
     assert numbers("een waardering van achthonderd miljard dollar") == numbers("a valuation of $800 billion") == {800e9}
     assert numbers("vijfenzeventig procent") == numbers("seventy-five percent") == {75.0}
+    # an ordinal is its number: RGB's "Season 11" question is answered by "The eleventh and final season"
+    assert numbers("The eleventh and final season") == numbers("season 11") == numbers("de 11e serie") == {11.0}
+    assert numbers("20th Century Fox") != numbers("21st Century Fox")
+    assert numbers("in the 1990s") == numbers("1e5") == set()
 
 
 def test_the_model_reads_numbers_in_digits_and_units_in_its_own_language():
@@ -66,6 +70,11 @@ def test_facts_supported():
     assert not facts_supported("SoftBank may invest up to 40 billion dollars in OpenAI.", nl)
     assert not facts_supported("SoftBank may invest 30 billion dollars, says Reuters.", nl)
     assert facts_supported("Shares jumped in Tokyo.", "Het aandeel schoot in Tokio omhoog.")
+    # a first name the source gives as an initial (RGB: "Men's Tennis ATP Rankings 2019 ; 1. R. Nadal.")
+    ranking = "Men's Tennis ATP Rankings 2019 ; 1. R. Nadal."
+    assert facts_supported("The men's year-end No. 1 in tennis in 2019 is Rafael Nadal.", ranking)
+    assert not facts_supported("The men's year-end No. 1 in 2019 is Toni Nadal.", ranking)
+    assert not facts_supported("The men's year-end No. 1 in 2019 is Rafael Nadal.", "Rankings 2019 ; 1. Nadal.")
 
 
 def test_split_sentences_keeps_markers():
