@@ -148,8 +148,12 @@ def facts_supported(sentence: str, passage: str, names_also: str = "") -> bool:
         if not any(abs(value - h) <= 1e-6 * max(1.0, abs(h)) for h in have):
             return False
     tokens = {t.lower() for t in _TOKEN.findall(f"{passage} {names_also}")}
-    # a first name the passage gives as an initial ("R. Nadal" in a ranking, "Rafael Nadal" in the claim)
-    initials = {(m.group(1), m.group(2).lower()) for m in _INITIALLED.finditer(passage)}
-    known = {m.group(1) for m in _FULL_NAME.finditer(strip_markers(sentence))
-             if (m.group(1)[0], m.group(2).lower()) in initials}
-    return all(n in known or _name_in(n, tokens) for n in names(sentence))
+    return all(_name_in(n, tokens) for n in names(sentence))
+
+
+def full_names(passage: str, claim: str) -> str:
+    """``passage`` with a first name given as an initial written out as ``claim`` has it ("R. Nadal" in a
+    ranking, "Rafael Nadal" in the claim), so that the claim's name is found in it."""
+    first = {(m.group(1)[0], m.group(2).lower()): m.group(1) for m in _FULL_NAME.finditer(strip_markers(claim))}
+    return _INITIALLED.sub(lambda m: f"{first.get((m.group(1), m.group(2).lower()), m.group(1) + '.')} {m.group(2)}",
+                           passage)

@@ -34,11 +34,12 @@ from .settings import Settings
 
 
 def normalise(text: str) -> str:
-    """Lower case, no accents, punctuation or articles (en/nl), single spaces."""
+    """Lower case, no accents, punctuation, articles (en/nl) or ordinal suffixes, single spaces."""
     text = unicodedata.normalize("NFKD", text.lower())
     text = "".join(c for c in text if not unicodedata.combining(c))
     text = "".join(" " if c in string.punctuation or c in "“”‘’«»" else c for c in text)
     text = re.sub(r"\b(a|an|the|de|het|een)\b", " ", text)
+    text = re.sub(r"\b(\d+)(st|nd|rd|th)\b", r"\1", text)  # "September 20th" is RGB's "September 20"
     return " ".join(text.split())
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .citations import facts_supported, markers, names, numbers, split_sentences, strip_markers
+from .citations import facts_supported, full_names, markers, names, numbers, split_sentences, strip_markers
 from .evidence import Sentence, adds_answer, asks_for, max_answer, stems, uncovered, words
 from .sources import detect_language
 
@@ -126,7 +126,7 @@ def check(text: str, evidence: list[Sentence], question: str,
         if sims[ci][i] < threshold or is_disguised_refusal(claim.sentence):
             return []
         for group in ([i], *([i, j] for j in near[i])):
-            text = " ".join(evidence[j].text for j in group)
+            text = full_names(" ".join(evidence[j].text for j in group), claim.sentence)
             # a name may come from the question, but not a number: "Serena Williams won Wimbledon in 2019"
             # repeats the question's year while the sentence is about another year
             if not facts_supported(claim.sentence, f"{text} {s.title} {s.date}", names_also=question):
@@ -134,7 +134,8 @@ def check(text: str, evidence: list[Sentence], question: str,
             # in one language, words can be matched: the claim adds none of its own, and the sentence speaks
             # of what was asked (else "Masayoshi Son is going all-in" backs "SoftBank was founded by
             # Masayoshi Son" through the question's own "founded")
-            nearby = stems(" ".join(evidence[j].text for j in [i, *near[i]]) + " " + s.title)
+            around = " ".join(evidence[j].text for j in [i, *near[i]])
+            nearby = stems(full_names(around, claim.sentence) + " " + s.title)
             # the sentence's own language too: an article detected as English may quote a Dutch sentence
             language = s.language if detect_language(text) == s.language else None
             if detect_language(claim.sentence) == language and uncovered(claim.sentence, nearby | asked | GENERIC):

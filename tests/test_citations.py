@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from rag import answering as A, evidence as E, prompting, verification
-from rag.citations import facts_supported, markers, numbers, split_sentences
+from rag.citations import facts_supported, full_names, markers, numbers, split_sentences
 from rag.errors import QuestionError
 from rag.evidence import Sentence
 from rag.records import Passage
@@ -72,9 +72,12 @@ def test_facts_supported():
     assert facts_supported("Shares jumped in Tokyo.", "Het aandeel schoot in Tokio omhoog.")
     # a first name the source gives as an initial (RGB: "Men's Tennis ATP Rankings 2019 ; 1. R. Nadal.")
     ranking = "Men's Tennis ATP Rankings 2019 ; 1. R. Nadal."
-    assert facts_supported("The men's year-end No. 1 in tennis in 2019 is Rafael Nadal.", ranking)
-    assert not facts_supported("The men's year-end No. 1 in 2019 is Toni Nadal.", ranking)
-    assert not facts_supported("The men's year-end No. 1 in 2019 is Rafael Nadal.", "Rankings 2019 ; 1. Nadal.")
+    claim = "The men's year-end No. 1 in tennis in 2019 is Rafael Nadal."
+    assert full_names(ranking, claim) == "Men's Tennis ATP Rankings 2019 ; 1. Rafael Nadal."
+    assert facts_supported(claim, full_names(ranking, claim))
+    assert not facts_supported(claim, ranking)
+    other = "The men's year-end No. 1 in 2019 is Toni Nadal."
+    assert not facts_supported(other, full_names(ranking, other))
 
 
 def test_split_sentences_keeps_markers():
@@ -302,3 +305,15 @@ def test_how_many_is_answered_from_a_sentence_that_names_what_is_counted():
     assert E.asks_for(rate) == "number" and E.asks_for("What is the interest rate on the loan?") == "number"
     assert not verification.answers_question(rate, [Claim("De rente is 10 miljard dollar [1].", [1], True, 0.9)],
                                              [_s("De lening is 10 miljard dollar, tegen een rente.", language="nl")])
+
+
+def test_a_name_the_sentence_gives_as_an_initial_backs_the_claim():
+    """RGB id 42: "Men's Tennis ATP Rankings 2019 ; 1." then "R. Nadal." backs "... is Rafael Nadal"."""
+    evidence = [_s("Men's Tennis ATP Rankings 2019 ; 1.", start=0, n=0), _s("R. Nadal.", start=36, n=1)]
+    question = "What is men's year-end No 1 in tennis in 2019?"
+    (right,) = verification.check("The men's year-end No. 1 in tennis in 2019 is Rafael Nadal [2].", evidence,
+                                  question, _embed([[0.85, 0.85]]), 0.78)
+    assert right.supported and right.cited == [1, 2]
+    (other,) = verification.check("The men's year-end No. 1 in tennis in 2019 is Toni Nadal [2].", evidence,
+                                  question, _embed([[0.85, 0.85]]), 0.78)
+    assert not other.supported

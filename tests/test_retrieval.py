@@ -188,3 +188,12 @@ def test_rag_eval_bad_file_exits_2(tmp_path):
     bad.write_text("{not json")
     proc = subprocess.run([sys.executable, "-m", "rag.cli", "eval", str(bad)], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_eval_answer_matching_ignores_case_articles_and_ordinals():
+    from rag.evaluation import contains
+
+    assert contains("The iPhone 11 was released on September 20th, 2019 [1].", ["September 20, 2019"])
+    assert contains("Het belang is circa 11 procent.", ["11 procent"])
+    assert not contains("It was released on September 2, 2019.", ["September 20, 2019"])
+    assert not contains("The 21st Century Fox deal", ["20th Century Fox"])
