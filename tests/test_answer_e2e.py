@@ -184,13 +184,20 @@ def test_the_model_tells_a_sentence_that_states_a_claim_from_one_that_names_its_
     assert ask(states) >= threshold > ask(names_only)
 
 
-def test_judging_keeps_the_answer_prompt_in_the_kv_cache(engine):
-    from rag import prompting
-    from rag.evidence import Sentence
-
-    engine.answer("How much might SoftBank invest in OpenAI?")
-    kept = engine.llm._llm.n_tokens  # noqa: SLF001 - what llama.cpp holds for the next prompt
-    text = "Northwind Energy bought the wind farm."
-    engine.llm.yes_probability(prompting.judge_messages(
-        [Sentence("x.txt", "", "", "en", "text", 0, len(text), text, None)], "Northwind bought it.", "en"))
-    assert engine.llm._llm.n_tokens == kept > 300  # noqa: SLF001 - the system prompt alone is over 250 tokens
+def test_the_answer_and_the_claim_check_each_find_their_prompt_in_the_kv_cache(engine):
+    """Asked again, an answer and its claim check evaluate no prompt: each finds its own KV cache, kept aside
+    while the other ran (without that the ~250-token system prompt was evaluated again for every answer)."""
+    question = "How much might SoftBank invest in OpenAI?"
+    first = engine.answer(question)
+    assert first.claims[0].entailment is not None  # an English claim: the check ran after the answer
+    llm = engine.llm._llm  # noqa: SLF001 - llama.cpp's own object, to see what it evaluates
+    evaluated: list[int] = []
+    original = llm.eval
+    llm.eval = lambda tokens: (evaluated.append(len(tokens)), original(tokens))[1]
+    try:
+        again = engine.answer(question)
+    finally:
+        del llm.eval
+    assert again.text == first.text
+    assert again.claims[0].entailment == pytest.approx(first.claims[0].entailment, abs=0.01)
+    assert evaluated and max(evaluated) <= 2, evaluated  # the generated tokens, one by one
