@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -201,3 +202,17 @@ def test_the_answer_and_the_claim_check_each_find_their_prompt_in_the_kv_cache(e
     assert again.text == first.text
     assert again.claims[0].entailment == pytest.approx(first.claims[0].entailment, abs=0.01)
     assert evaluated and max(evaluated) <= 2, evaluated  # the generated tokens, one by one
+
+
+def test_without_llama_cpps_sequence_state_calls_the_answer_is_the_same(engine, monkeypatch, caplog):
+    """Keeping the two KV caches apart is only a speed-up: a llama-cpp-python without those calls logs it and
+    evaluates the prompts again."""
+    import llama_cpp
+
+    question = "How much might SoftBank invest in OpenAI?"
+    before = engine.answer(question)
+    monkeypatch.delattr(llama_cpp, "llama_state_seq_get_data")
+    with caplog.at_level(logging.WARNING, logger="rag.llm"):
+        after = engine.answer(question)
+    assert "prompt state switch skipped" in caplog.text
+    assert after.text == before.text and not after.refused
