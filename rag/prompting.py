@@ -141,6 +141,16 @@ def judge_messages(sentences: list[Sentence], claim: str, reader: str) -> list[d
                                         "Reply yes or no."}]
 
 
+def question_messages(sentences: list[Sentence], question: str, reader: str) -> list[dict[str, str]]:
+    """The messages that ask whether ``sentences`` answer ``question`` (with the judge's system prompt, whose
+    KV cache the local backend keeps)."""
+    text = " ".join(v for s in sentences if (v := sentence_view(s.text, s.kind, s.language, reader)))
+    question = TEMPLATE_TOKEN.sub(" ", question)
+    return [{"role": "system", "content": JUDGE_PROMPT},
+            {"role": "user", "content": f"Text: {text}\n\nQuestion: {question}\n\nDoes the text answer this "
+                                        "question? Reply yes or no."}]
+
+
 def rewrite_in(language: str) -> str:
     """The follow-up that asks for an answer again, in ``language``, with its citations."""
     return (f"Write that answer in {LANGUAGE_NAMES.get(language, 'English')}, with the same [n] citations. "

@@ -85,6 +85,10 @@ class Settings(BaseSettings):
         0.8, ge=0, le=1, description="Least probability of 'yes' when the LLM is asked whether the cited sentences "
         "state an English answer sentence (0: no such check).",
     )
+    question_threshold: float = Field(
+        0.7, ge=0, le=1, description="Least probability of 'yes' when the LLM is asked whether the cited sentences "
+        "answer a question that does not ask for a number, for English answers (0: no such check).",
+    )
 
     # --- UI -----------------------------------------------------------------------------------
     ui_host: str = Field("127.0.0.1", description="Address the chat UI listens on.")

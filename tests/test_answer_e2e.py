@@ -185,6 +185,21 @@ def test_the_model_tells_a_sentence_that_states_a_claim_from_one_that_names_its_
     assert ask(states) >= threshold > ask(names_only)
 
 
+def test_the_model_tells_a_sentence_that_answers_a_question_from_one_that_shares_its_subject(engine):
+    """The question check of rag.verification.judge, with the real model."""
+    from rag import prompting
+    from rag.evidence import Sentence
+
+    def ask(text: str) -> float:
+        sentence = Sentence("x.txt", "", "", "en", "text", 0, len(text), text, None)
+        return engine.llm.yes_probability(prompting.question_messages(
+            [sentence], "Which banks are lending Northwind Energy the money?", "en"))
+
+    answers = ask("Delta Bank and Harbour Bank are lending Northwind Energy 300 million euros for the wind farm.")
+    shares_subject = ask("Northwind Energy wants to borrow 300 million euros to build the wind farm.")
+    assert answers >= engine.settings.question_threshold > shares_subject
+
+
 def test_the_answer_and_the_claim_check_each_find_their_prompt_in_the_kv_cache(engine):
     """Asked again, an answer and its claim check evaluate no prompt: each finds its own KV cache, kept aside
     while the other ran (without that the ~250-token system prompt was evaluated again for every answer)."""

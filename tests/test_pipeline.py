@@ -143,6 +143,22 @@ def test_the_model_is_asked_whether_the_cited_sentence_states_an_english_claim(e
     assert LOAN in asked and "Claim: SoftBank's margin loan is $10 billion." in asked
 
 
+@pytest.mark.parametrize("answered,refused", [(0.4, True), (0.9, False)])
+def test_the_model_is_asked_whether_the_cited_sentence_answers_a_question_for_a_name(engine, answered, refused):
+    """A stated claim that does not answer ("SoftBank is providing the margin loan" for which banks) is
+    stopped; a question for a number is not asked about (the figure's kind is checked already)."""
+    def yes(messages):
+        return answered if "Does the text answer this question?" in messages[-1]["content"] else 0.95
+
+    model = ScriptedChatModel(lambda m: f"SoftBank is securing the margin loan [{sentence_number(m, LOAN)}].", yes=yes)
+    a = _ask(engine, model, "Which company is securing the margin loan?")
+    assert a.refused is refused and a.claims[0].entailment == 0.95 and a.claims[0].answered == answered
+    assert LOAN in model.judged[-1][-1]["content"] and "Question: Which company" in model.judged[-1][-1]["content"]
+    model = ScriptedChatModel(_loan_answer, yes=yes)
+    a = _ask(engine, model, "How large is SoftBank's margin loan?")
+    assert not a.refused and len(model.judged) == 1 and a.claims[0].answered is None
+
+
 def test_dutch_claims_are_not_judged_and_no_probability_means_no_judgement(engine):
     dutch = "SoftBank wil tot 30 miljard dollar investeren [{}]."
     model = ScriptedChatModel(lambda m: dutch.format(sentence_number(m, "30 miljard")), yes=0.0)
