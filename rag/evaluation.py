@@ -129,7 +129,8 @@ def evaluate_squad(settings: Settings, contexts: Path, data: dict, questions: Pa
     """Index the paragraphs of ``contexts`` and ask the questions of ``questions`` (matched by position).
 
     Returns ``n``, ``hit@1``, ``hit@4``, ``hit@10``, ``mrr``, ``seconds`` (and ``answer_accuracy``,
-    ``answer_accuracy_parallel``, ``refusal_rate``, ``answer_s_median``; answers retrieve ``settings.k`` chunks).
+    ``answer_accuracy_parallel``, ``refusal_rate``, ``answer_s_median`` and each answer in ``questions``; answers
+    retrieve ``settings.k`` chunks).
     """
     t0 = time.perf_counter()
     paragraphs = _paragraphs(data, contexts)
@@ -146,6 +147,7 @@ def evaluate_squad(settings: Settings, contexts: Path, data: dict, questions: Pa
     rr = 0.0
     correct = parallel = refused = 0
     times: list[float] = []
+    per: list[dict] = []
     for i, j, qa in _bar(chosen, "questions", progress):
         gold = f"p{i:04d}.txt"
         ranked: list[str] = []
@@ -163,15 +165,18 @@ def evaluate_squad(settings: Settings, contexts: Path, data: dict, questions: Pa
             refused += result.refused
             own = [a["text"] for a in qa["answers"]]
             other = paragraphs[i]["qas"][j]["answers"] if j < len(paragraphs[i]["qas"]) else []
-            correct += not result.refused and contains(result.text, own)
+            right = not result.refused and contains(result.text, own)
+            correct += right
             parallel += not result.refused and contains(result.text, own + [a["text"] for a in other])
+            per.append({"q": qa["question"], "gold": own, "answer": result.text, "right": right,
+                        "refused": result.refused, "reason": result.refusal_reason, "seconds": round(seconds, 2)})
     n = len(chosen)
     out = {"n": n, **{f"hit@{c}": round(h / n, 4) for c, h in hits.items()}, "mrr": round(rr / n, 4)}
     if answers:
         out.update({"answer_accuracy": round(correct / n, 4), "answer_accuracy_parallel": round(parallel / n, 4),
                     "refusal_rate": round(refused / n, 4), "answer_s_median": round(statistics.median(times), 2)})
     out["seconds"] = round(time.perf_counter() - t0, 2)
-    return out
+    return {**out, "questions": per} if answers else out
 
 
 def _rgb_gold(row: dict) -> list[str]:

@@ -183,6 +183,22 @@ def test_rag_eval_cli_cross_language_sample(tmp_path):
     assert result["hit@1"] <= result["hit@4"] <= result["hit@10"]
 
 
+@pytest.mark.slow
+def test_rag_eval_answers_on_xquad_lists_each_answer(tmp_path):
+    """``--answers`` on XQuAD reports each answer beside the totals, so a refusal can be traced to its reason."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "eval", str(XQUAD / "xquad.en.json"), "--answers", "--limit", "3", "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    per = result["questions"]
+    assert result["n"] == len(per) == 3 and all(q["q"] and q["answer"] and q["gold"] for q in per)
+    assert result["answer_accuracy"] == round(sum(q["right"] for q in per) / 3, 4)
+    assert result["refusal_rate"] == round(sum(q["refused"] for q in per) / 3, 4)
+    assert all(bool(q["reason"]) == q["refused"] for q in per)
+
+
 def test_rag_eval_bad_file_exits_2(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
