@@ -134,21 +134,20 @@ JUDGE_PROMPT = "You check whether a news text states a claim. Reply only yes or 
 
 def judge_messages(sentences: list[Sentence], claim: str, reader: str) -> list[dict[str, str]]:
     """The messages that ask whether ``sentences`` (shown as to a ``reader`` of that language) state ``claim``."""
-    text = " ".join(v for s in sentences if (v := sentence_view(s.text, s.kind, s.language, reader)))
-    claim = TEMPLATE_TOKEN.sub(" ", claim)
-    return [{"role": "system", "content": JUDGE_PROMPT},
-            {"role": "user", "content": f"Text: {text}\n\nClaim: {claim}\n\nDoes the text state this claim? "
-                                        "Reply yes or no."}]
+    return _yes_no(sentences, reader, f"Claim: {TEMPLATE_TOKEN.sub(' ', claim)}\n\nDoes the text state this claim?")
 
 
 def question_messages(sentences: list[Sentence], question: str, reader: str) -> list[dict[str, str]]:
     """The messages that ask whether ``sentences`` answer ``question`` (with the judge's system prompt, whose
     KV cache the local backend keeps)."""
+    return _yes_no(sentences, reader,
+                   f"Question: {TEMPLATE_TOKEN.sub(' ', question)}\n\nDoes the text answer this question?")
+
+
+def _yes_no(sentences: list[Sentence], reader: str, ask: str) -> list[dict[str, str]]:
     text = " ".join(v for s in sentences if (v := sentence_view(s.text, s.kind, s.language, reader)))
-    question = TEMPLATE_TOKEN.sub(" ", question)
     return [{"role": "system", "content": JUDGE_PROMPT},
-            {"role": "user", "content": f"Text: {text}\n\nQuestion: {question}\n\nDoes the text answer this "
-                                        "question? Reply yes or no."}]
+            {"role": "user", "content": f"Text: {text}\n\n{ask} Reply yes or no."}]
 
 
 def rewrite_in(language: str) -> str:
