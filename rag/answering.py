@@ -489,7 +489,13 @@ class Pipeline:
         if all(verification.is_disguised_refusal(c.text) for c in run.claims):
             raise Refusal(f"the answer says the sources do not hold it: {run.raw!r}")
         if not verification.answers_question(run.standalone, run.claims, run.evidence):
-            raise Unsupported(f"no supported claim answers the question: {run.raw!r}")
+            # which yes/no stopped a claim, if one did: the word checks leave both P values unset
+            stopped = [f"claim check P(yes) {c.entailment} < {self.settings.judge_threshold}" for c in run.claims
+                       if c.entailment is not None and c.entailment < self.settings.judge_threshold]
+            stopped += [f"question check P(yes) {c.answered} < {self.settings.question_threshold}" for c in run.claims
+                        if c.answered is not None and c.answered < self.settings.question_threshold]
+            raise Unsupported(f"no supported claim answers the question: {run.raw!r}"
+                              + (f" ({'; '.join(stopped)})" if stopped else ""))
 
     def _second_try(self, run: Run, first: Unsupported) -> Iterator[str]:
         """One more answer without the sentences the failed one cited.
@@ -510,8 +516,11 @@ class Pipeline:
         run.evidence = kept
         yield "\n\n"  # the first try was shown as it came; the checked answer replaces both
         t = time.perf_counter()
-        yield from self._generate(run)
-        self._verify(run)
+        try:
+            yield from self._generate(run)
+            self._verify(run)
+        except Refusal as second:  # the reason keeps both tries
+            raise Refusal(f"{second} (second try); first try: {first}", second.text) from None
         run.mark("second_try_s", t)
 
     def _embed(self, texts: list[str]) -> np.ndarray:

@@ -117,6 +117,7 @@ def test_a_second_try_that_fails_too_is_a_refusal(engine):
                               lambda m: f"De margelening is 99 miljard dollar [{sentence_number(m, 'loan backed')}].")
     a = _ask(engine, model, "Hoe groot is de margelening die SoftBank wil afsluiten?")
     assert a.refused and len(model.calls) == 2
+    assert "99 miljard" in a.refusal_reason and "first try" in a.refusal_reason and "30 miljard" in a.refusal_reason
 
 
 def test_no_second_try_unless_a_sentence_in_the_question_language_was_copied(engine):
@@ -138,6 +139,7 @@ def test_the_model_is_asked_whether_the_cited_sentence_states_an_english_claim(e
     model = ScriptedChatModel(_loan_answer, yes=yes)
     a = _ask(engine, model, "How large is SoftBank's margin loan?")
     assert a.refused is refused and a.claims[0].entailment == yes
+    assert ("claim check P(yes) 0.3 < 0.8" in (a.refusal_reason or "")) is refused  # which check stopped it
     (judged,) = model.judged  # one claim, one question: the cited sentence and the claim
     asked = judged[-1]["content"]
     assert LOAN in asked and "Claim: SoftBank's margin loan is $10 billion." in asked
@@ -153,6 +155,7 @@ def test_the_model_is_asked_whether_the_cited_sentence_answers_a_question_for_a_
     model = ScriptedChatModel(lambda m: f"SoftBank is securing the margin loan [{sentence_number(m, LOAN)}].", yes=yes)
     a = _ask(engine, model, "Which company is securing the margin loan?")
     assert a.refused is refused and a.claims[0].entailment == 0.95 and a.claims[0].answered == answered
+    assert ("question check P(yes) 0.4 < 0.7" in (a.refusal_reason or "")) is refused
     assert LOAN in model.judged[-1][-1]["content"] and "Question: Which company" in model.judged[-1][-1]["content"]
     model = ScriptedChatModel(_loan_answer, yes=yes)
     a = _ask(engine, model, "How large is SoftBank's margin loan?")
