@@ -62,7 +62,9 @@ def _load_json(path: Path):
     except FileNotFoundError:
         raise FileNotFoundError(f"no such file: {path}") from None
     try:
-        return json.loads(text)
+        data = json.loads(text)
+        # JSON lines of one line parse as one object: a .jsonl file is always a list of rows
+        return [data] if path.suffix == ".jsonl" and isinstance(data, dict) else data
     except ValueError:
         try:
             return [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -193,7 +195,9 @@ def evaluate_rgb(settings: Settings, rows: list[dict], ids: range | None, limit:
     t0 = time.perf_counter()
     rows = [r for r in rows if ids is None or r["id"] in ids]
     rows = [rows[i] for i in sample(len(rows), limit)]
-    key = hashlib.sha256(json.dumps([r["id"] for r in rows]).encode()).hexdigest()[:12]
+    # keyed by the snippets themselves: files already in the folder are kept, so a key by ids alone let
+    # another file's questions with the same ids answer from the first file's snippets
+    key = hashlib.sha256(json.dumps([[r["id"], r["positive"], r["negative"]] for r in rows]).encode()).hexdigest()[:12]
     work = _work(settings, f"rgb-{key}")
     snippets = {kind: {f"q{r['id']:03d}-{kind[:3]}{n}.txt": text for r in rows for n, text in enumerate(r[kind])}
                 for kind in ("positive", "negative")}
@@ -207,9 +211,9 @@ def evaluate_rgb(settings: Settings, rows: list[dict], ids: range | None, limit:
         b, _ = _answered(without, r["query"])
         negatives_hold_it = any(contains(text, gold) for text in r["negative"])
         per.append({"id": r["id"], "query": r["query"], "gold": gold, "answer": a.text,
-                    "right": not a.refused and contains(a.text, gold), "refused": a.refused,
+                    "right": not a.refused and contains(a.text, gold), "refused": a.refused, "reason": a.refusal_reason,
                     "cites_a_positive": any("-pos" in c.source for c in a.citations), "seconds": round(seconds, 2),
-                    "answer_without": b.text, "refused_without": b.refused,
+                    "answer_without": b.text, "refused_without": b.refused, "reason_without": b.refusal_reason,
                     "right_without": not b.refused and contains(b.text, gold), "negatives_hold_it": negatives_hold_it})
     n = len(per)
     return {"n": n, "accuracy": round(sum(p["right"] for p in per) / n, 4),
@@ -298,7 +302,9 @@ def evaluate_counterfactual(settings: Settings, path: Path, ids: range | None = 
     rows = [rows[i] for i in sample(len(rows), limit)]
     if not rows:
         raise ValueError(f"{path}: no question with the ids asked for")
-    key = hashlib.sha256(json.dumps([r["id"] for r in rows]).encode()).hexdigest()[:12]
+    # keyed by the snippets themselves: files already in the folder are kept, so a key by ids alone let
+    # another file's questions with the same ids answer from the first file's snippets
+    key = hashlib.sha256(json.dumps([[r["id"], r["positive"], r["negative"]] for r in rows]).encode()).hexdigest()[:12]
     work = _work(settings, f"rgb-cf-{key}")
     snippets = {kind: {f"q{r['id']:03d}-{kind[-5:]}{n}.txt": text for r in rows for n, text in enumerate(r[kind])}
                 for kind in ("positive", "positive_wrong")}

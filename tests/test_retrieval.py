@@ -199,6 +199,41 @@ def test_rag_eval_answers_on_xquad_lists_each_answer(tmp_path):
     assert all(bool(q["reason"]) == q["refused"] for q in per)
 
 
+def _rgb_row(i: int, query: str, answer, positive: str, negative: str) -> str:
+    return json.dumps({"id": i, "query": query, "answer": answer, "positive": [positive], "negative": [negative],
+                       "positive_wrong": [], "fakeanswer": ""})
+
+
+@pytest.mark.slow
+def test_rag_eval_on_rgb_news_answers_with_and_without_the_answers_snippets(tmp_path):
+    """RGB's format (our own snippets): accuracy with the answer's snippet indexed, rejection without it, the ids
+    chosen by ``--ids``; a second file with the same ids answers from its own snippets, not the first one's."""
+    cup = "Who won the 2031 Zorblax Cup?"
+    crowd = "The 2031 Zorblax Cup drew 4,000 visitors to Utrecht, the organisers said."
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    won = "won the 2031 Zorblax Cup in Utrecht on Sunday."
+    first.write_text(_rgb_row(0, cup, "Mira Jansen", f"Mira Jansen {won}", crowd)
+                     + "\n" + _rgb_row(1, "When did the Kelpie Bridge open?", [["March 3 2030", "Mar 3, 2030"]],
+                                      "The Kelpie Bridge opened on March 3, 2030.", "The Kelpie Bridge is 2 km long.")
+                     + "\n")
+    second.write_text(_rgb_row(0, cup, "Sara Visser", f"Sara Visser {won}", crowd) + "\n")
+
+    def run(path: Path, *ids: str) -> dict:
+        proc = subprocess.run([sys.executable, "-m", "rag.cli", "eval", str(path), *ids, "--json"],
+                              capture_output=True, text=True, cwd=ROOT, timeout=900)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    result = run(first, "--ids", "0-0")
+    (q,) = result["questions"]
+    assert result["n"] == 1 and q["gold"] == ["Mira Jansen"] and "Mira Jansen" in q["answer"], q
+    assert q["right"] and not q["refused"] and not q["reason"] and q["cites_a_positive"]
+    assert q["refused_without"] and q["reason_without"], q  # the crowd snippet does not say who won
+    assert result["accuracy"] == 1.0 and result["rejection_rate"] == 1.0
+    (q,) = run(second)["questions"]
+    assert q["right"] and "Sara Visser" in q["answer"], q
+
+
 def test_rag_eval_bad_file_exits_2(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
