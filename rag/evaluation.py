@@ -83,6 +83,12 @@ def _work(settings: Settings, key: str) -> Path:
     return Path(settings.model_cache) / "eval" / f"{key}-{re.sub(r'[^A-Za-z0-9_.-]', '_', settings.embedder)}"
 
 
+def _rows_key(rows: list[dict], kinds: tuple[str, ...]) -> str:
+    """A work folder's key: the rows' ids and snippets. Files already in the folder are kept, so a key by ids
+    alone let another file's questions with the same ids answer from the first file's snippets."""
+    return hashlib.sha256(json.dumps([[r["id"], *(r[k] for k in kinds)] for r in rows]).encode()).hexdigest()[:12]
+
+
 def _engine(settings: Settings, sources: Path, progress: bool | None):
     """An engine over its own index of ``sources`` (kept beside them, re-synced: a second run embeds nothing)."""
     from .engine import Engine
@@ -195,10 +201,7 @@ def evaluate_rgb(settings: Settings, rows: list[dict], ids: range | None, limit:
     t0 = time.perf_counter()
     rows = [r for r in rows if ids is None or r["id"] in ids]
     rows = [rows[i] for i in sample(len(rows), limit)]
-    # keyed by the snippets themselves: files already in the folder are kept, so a key by ids alone let
-    # another file's questions with the same ids answer from the first file's snippets
-    key = hashlib.sha256(json.dumps([[r["id"], r["positive"], r["negative"]] for r in rows]).encode()).hexdigest()[:12]
-    work = _work(settings, f"rgb-{key}")
+    work = _work(settings, f"rgb-{_rows_key(rows, ('positive', 'negative'))}")
     snippets = {kind: {f"q{r['id']:03d}-{kind[:3]}{n}.txt": text for r in rows for n, text in enumerate(r[kind])}
                 for kind in ("positive", "negative")}
     with_answers = _engine(settings, _write(work / "all" / "sources", {**snippets["positive"], **snippets["negative"]}),
@@ -302,10 +305,7 @@ def evaluate_counterfactual(settings: Settings, path: Path, ids: range | None = 
     rows = [rows[i] for i in sample(len(rows), limit)]
     if not rows:
         raise ValueError(f"{path}: no question with the ids asked for")
-    # keyed by the snippets themselves: files already in the folder are kept, so a key by ids alone let
-    # another file's questions with the same ids answer from the first file's snippets
-    key = hashlib.sha256(json.dumps([[r["id"], r["positive"], r["negative"]] for r in rows]).encode()).hexdigest()[:12]
-    work = _work(settings, f"rgb-cf-{key}")
+    work = _work(settings, f"rgb-cf-{_rows_key(rows, ('positive', 'positive_wrong'))}")
     snippets = {kind: {f"q{r['id']:03d}-{kind[-5:]}{n}.txt": text for r in rows for n, text in enumerate(r[kind])}
                 for kind in ("positive", "positive_wrong")}
     disagreeing = _engine(settings, _write(work / "disagreeing" / "sources",
