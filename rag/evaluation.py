@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -61,15 +62,13 @@ def _load_json(path: Path):
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise FileNotFoundError(f"no such file: {path}") from None
+    if path.suffix != ".jsonl":  # a .jsonl file is read line by line, even when one line is all it holds
+        with contextlib.suppress(ValueError):
+            return json.loads(text)
     try:
-        data = json.loads(text)
-        # JSON lines of one line parse as one object: a .jsonl file is always a list of rows
-        return [data] if path.suffix == ".jsonl" and isinstance(data, dict) else data
-    except ValueError:
-        try:
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        except ValueError as e:
-            raise ValueError(f"{path} is neither JSON nor JSON lines ({e})") from None
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    except ValueError as e:
+        raise ValueError(f"{path} is neither JSON nor JSON lines ({e})") from None
 
 
 def _paragraphs(data, path: Path) -> list[dict]:
