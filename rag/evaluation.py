@@ -31,6 +31,7 @@ import time
 import unicodedata
 from pathlib import Path
 
+from .citations import strip_markers
 from .settings import Settings
 
 
@@ -45,8 +46,9 @@ def normalise(text: str) -> str:
 
 
 def contains(answer: str, golds: list[str]) -> bool:
-    """Whether ``answer`` holds one of ``golds`` (normalised)."""
-    said = f" {normalise(answer)} "
+    """Whether ``answer`` holds one of ``golds`` (normalised), its citation markers aside (the "[1]" of "two
+    gyroscopes [1]" held the gold "1")."""
+    said = f" {normalise(strip_markers(answer))} "
     return any(f" {normalise(g)} " in said for g in golds if normalise(g))
 
 
