@@ -74,17 +74,26 @@ _ASKS_NUMBER = re.compile(
     re.IGNORECASE,
 )
 _ASKS_NAME = re.compile(r"\b(who|whom|whose|which|where|wie|wiens|welk|welke|waar)\b", re.IGNORECASE)
+_MONTHS = ("january|february|march|april|may|june|july|august|september|october|november|december|januari|"
+           "februari|maart|mei|juni|juli|augustus|oktober")
 # Finer kinds of number, each with what a sentence holding one says beside the number itself.
 _KINDS = {
     "duration": (re.compile(r"\b(how long|hoe lang|looptijd|duration|term)\b", re.IGNORECASE),
                  re.compile(r"\b(years?|months?|weeks?|days?|hours?|jaar|jaren|maanden?|weken|dagen|uur)\b",
                             re.IGNORECASE)),
+    # "how long" asks for a length as often as for a duration ("How long is the Afsluitdijk?" answered "32
+    # kilometres" was refused as beside the point: our explainer questions, tests/data/explainer_questions.json)
+    "length": (re.compile(r"\b(how long|how high|hoe lang|hoe hoog)\b", re.IGNORECASE),
+               re.compile(r"\b(km|kilomet(re|er)s?|met(re|er)s?|cm|centimet(re|er)s?|mm|millimet(re|er)s?|"
+                          r"micromet(re|er)s?|miles?|mijl|feet|foot|ft|inch(es)?|yards?)\b", re.IGNORECASE)),
     "percent": (re.compile(r"\b(percentage|percent|procent|share|stake|belang|rate|rente)\b", re.IGNORECASE),
                 re.compile(r"%|\b(percent|per cent|procent)\b", re.IGNORECASE)),
     "date": (re.compile(r"\b(when|wanneer|what year|which year|in welk jaar|what date)\b", re.IGNORECASE),
-             re.compile(r"\b(1[89]\d\d|20\d\d|january|february|march|april|may|june|july|august|september|october|"
-                        r"november|december|januari|februari|maart|mei|juni|juli|augustus|oktober)\b", re.IGNORECASE)),
+             re.compile(rf"\b(1[89]\d\d|20\d\d|{_MONTHS})\b", re.IGNORECASE)),
 }
+# A date as news text writes it: "24 April 1990", "April 24, 1990", "mei 2024", "1990".
+_DATE = re.compile(rf"\b(\d{{1,2}}(st|nd|rd|th)? )?({_MONTHS})\.?( \d{{1,2}}(st|nd|rd|th)?)?,?( \d{{4}})?\b"
+                   r"|\b(1[89]\d\d|20\d\d)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -151,6 +160,11 @@ def asks_for(question: str) -> str | None:
     return None
 
 
+def without_dates(text: str) -> str:
+    """``text`` with its dates taken out."""
+    return _DATE.sub(" ", text)
+
+
 def max_answer(question: str) -> float:
     """What ``adds_answer`` gives a text that holds just what ``question`` asks for."""
     return 2.0 if any(asks.search(question) for asks, _ in _KINDS.values()) else 1.0
@@ -158,7 +172,7 @@ def max_answer(question: str) -> float:
 
 def adds_answer(kind: str | None, text: str, question: str) -> float:
     """1 when ``text`` holds a number (or name) that ``question`` does not, 2 when the number is of the finer
-    kind asked for (a duration for "how long", a percentage for "what stake", a year for "when")."""
+    kind asked for (a duration or length for "how long", a percentage for "what stake", a year for "when")."""
     if kind == "number":
         if not numbers(text) - numbers(question):
             return 0.0
