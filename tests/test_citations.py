@@ -128,6 +128,13 @@ def test_the_answer_must_add_what_the_question_asks_for():
     assert not verification.answers_question("Who reported it?", [Claim("Bloomberg reported it.", [], False)], evidence)
     assert verification.answers_question("Can the loan be extended?", [Claim("It can be extended [1].", [1], True)],
                                          evidence)
+    # a date does not say which shuttle; the shuttle's name does
+    launch = [_s("Discovery carried the Hubble Space Telescope into orbit on 24 April 1990.")]
+    which = "Which shuttle carried the Hubble Space Telescope into orbit?"
+    dated = [Claim("The shuttle carried the Hubble Space Telescope into orbit on 24 April 1990 [1].", [1], True)]
+    assert not verification.answers_question(which, dated, launch)
+    named = [Claim("Discovery carried the Hubble Space Telescope into orbit [1].", [1], True)]
+    assert verification.answers_question(which, named, launch)
 
 
 @pytest.mark.parametrize("text", [
@@ -259,6 +266,12 @@ def test_a_claim_that_is_not_about_the_question_does_not_answer_it():
     assert not verification.answers_question("How large is SoftBank's margin loan?", copied, evidence)
     terse = [Claim("About two years [1].", [1], True)]  # a terse answer need not repeat the question
     assert verification.answers_question("How long does the loan run?", terse, evidence)
+    # "how long" may ask for a length: a distance answers it, a figure of another kind does not
+    dam = [_s("The Afsluitdijk, the 32-kilometre dam, was closed on 28 May 1932.")]
+    assert verification.answers_question("How long is the Afsluitdijk?",
+                                         [Claim("The Afsluitdijk is 32 kilometres long [1].", [1], True)], dam)
+    assert not verification.answers_question("How long is the Afsluitdijk?",
+                                             [Claim("The Afsluitdijk was closed on 28 May 1932 [1].", [1], True)], dam)
 
 
 def test_the_citation_goes_to_the_sentence_that_holds_what_the_claim_says():

@@ -14,7 +14,8 @@ from rag.bm25 import bm25_tokens
 from rag.engine import Engine
 from tests.conftest import ROOT, XQUAD
 
-QUESTIONS = json.loads((Path(__file__).parent / "data" / "seed_questions.json").read_text())
+DATA = Path(__file__).parent / "data"
+QUESTIONS = json.loads((DATA / "seed_questions.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -248,3 +249,15 @@ def test_eval_answer_matching_ignores_case_articles_and_ordinals():
     assert contains("Het belang is circa 11 procent.", ["11 procent"])
     assert not contains("It was released on September 2, 2019.", ["September 20, 2019"])
     assert not contains("The 21st Century Fox deal", ["20th Century Fox"])
+    assert not contains("Hubble has used two gyroscopes [1].", ["1", "one"])  # a citation marker is no answer
+
+
+@pytest.mark.parametrize("name", ["seed_questions", "seed_questions_extra", "explainer_questions"])
+def test_development_questions_point_at_text_their_articles_hold(name):
+    """Each answerable development question's evidence is in its article, so a typo in the data cannot pass for
+    a model error (`rag eval` counts an answer right only with its evidence inside a cited sentence)."""
+    folder = {"explainer_questions": DATA / "explainers"}.get(name, ROOT / "seeds")
+    for case in json.loads((DATA / f"{name}.json").read_text(encoding="utf-8")):
+        if "answers" in case:
+            texts = [(folder / f).read_text(encoding="utf-8") for f in case.get("sources", [case.get("source")])]
+            assert any(case["evidence"] in text for text in texts), case["q"]
