@@ -162,6 +162,21 @@ def test_the_model_is_asked_whether_the_cited_sentence_answers_a_question_for_a_
     assert not a.refused and len(model.judged) == 1 and a.claims[0].answered is None
 
 
+def test_a_claim_that_copies_its_sentence_is_not_asked_about_but_one_word_more_is(engine):
+    """The claim check skips a copy of the cited sentence; a word the sentence lacks ("won", lent by the
+    question: here "SoftBank") gets the claim asked about again."""
+    copy = "The Japanese conglomerate intends to secure a $10 billion margin loan [{}]."
+    model = ScriptedChatModel(lambda m: copy.format(sentence_number(m, LOAN)), yes=0.0)
+    a = _ask(engine, model, "How large is SoftBank's margin loan?")
+    assert not a.refused and not model.judged and a.claims[0].entailment is None
+    more = "SoftBank intends to secure a $10 billion margin loan [{}]."
+    model = ScriptedChatModel(  # NOT_FOUND on the second try, without the loan sentence
+        lambda m: more.format(sentence_number(m, LOAN)) if LOAN in "".join(prompt_sentences(m).values())
+        else "NOT_FOUND", yes=0.0)
+    a = _ask(engine, model, "How large is SoftBank's margin loan?")
+    assert a.refused and len(model.judged) == 1 and "claim check P(yes) 0.0 < 0.8" in a.refusal_reason
+
+
 def test_dutch_claims_are_not_judged_and_no_probability_means_no_judgement(engine):
     dutch = "SoftBank wil tot 30 miljard dollar investeren [{}]."
     model = ScriptedChatModel(lambda m: dutch.format(sentence_number(m, "30 miljard")), yes=0.0)
