@@ -175,6 +175,11 @@ def test_a_claim_that_copies_its_sentence_is_not_asked_about_but_one_word_more_i
         else "NOT_FOUND", yes=0.0)
     a = _ask(engine, model, "How large is SoftBank's margin loan?")
     assert a.refused and len(model.judged) == 1 and "claim check P(yes) 0.0 < 0.8" in a.refusal_reason
+    # a sentence of the other language shares cognates and figures with an English claim, not its words
+    invest = "SoftBank might invest up to 30 billion dollars in OpenAI [{}]."
+    model = ScriptedChatModel(lambda m: invest.format(sentence_number(m, "30 miljard")), yes=0.95)
+    a = _ask(engine, model, "How much might SoftBank invest in OpenAI?")
+    assert not a.refused and len(model.judged) == 1 and a.claims[0].entailment == 0.95
 
 
 def test_dutch_claims_are_not_judged_and_no_probability_means_no_judgement(engine):
