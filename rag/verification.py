@@ -204,7 +204,7 @@ def judge(claims: list[Claim], evidence: list[Sentence], ask: Callable[[list[Sen
     for c in claims:
         if c.supported and threshold > 0 and detect_language(c.sentence) == "en":
             shown = [evidence[j] for j in sorted({j for n in c.cited for j in [n - 1, *near[n - 1]]})]
-            if not _copies(c, evidence) and (p := ask(shown, c.sentence)) is not None:
+            if not _copies(c, evidence, "en") and (p := ask(shown, c.sentence)) is not None:
                 ok = p >= threshold
                 c = replace(c, cited=c.cited if ok else [], supported=ok, entailment=round(p, 4))
             if c.supported and answers is not None and (q := answers(shown)) is not None:
@@ -214,10 +214,9 @@ def judge(claims: list[Claim], evidence: list[Sentence], ask: Callable[[list[Sen
     return out
 
 
-def _copies(claim: Claim, evidence: list[Sentence]) -> bool:
-    """Whether one sentence ``claim`` cites, in its language, holds every content word and number of it (a
-    sentence in the other language shares only cognates and figures with it: "invest" and "investering")."""
-    language = detect_language(claim.sentence)
+def _copies(claim: Claim, evidence: list[Sentence], language: str) -> bool:
+    """Whether one sentence ``claim`` cites, in the claim's ``language``, holds every content word and number of
+    it (a sentence in the other language shares only cognates and figures with it: "invest" and "investering")."""
     return any(s.language == language and not uncovered(claim.sentence, stems(s.text) | GENERIC)
                and numbers(claim.sentence) <= numbers(s.text) for s in (evidence[n - 1] for n in claim.cited))
 
