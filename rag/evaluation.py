@@ -8,7 +8,7 @@
   languages the gold is a span in the question's language, so "6" for "zes" counts only in parallel.
 - RGB JSON lines (``{"query", "answer", "positive", "negative", ...}``; ``--ids 0-49`` while building):
   one index of every selected question's positive and negative snippets (distractors for each other),
-  answer accuracy; and one of the negative snippets alone, where each question should be refused.
+  answer accuracy and recall at budget; and one of the negative snippets alone, where each question should be refused.
 - A JSON list of our questions about the sources folder (``tests/data/*.json``): ``{"q", "answers",
   "evidence"}`` must be answered with a gold answer and cite a sentence holding ``evidence``;
   ``{"q"}`` alone must be refused. Also reports recall at budget: the share of answerable questions
@@ -198,7 +198,8 @@ def _rgb_gold(row: dict) -> list[str]:
 def evaluate_rgb(settings: Settings, rows: list[dict], ids: range | None, limit: int | None,
                  progress: bool | None) -> dict:
     """RGB news questions: accuracy with every selected question's snippets indexed together (the others'
-    are distractors), and the refusal rate over an index of the negative snippets alone."""
+    are distractors), recall at budget there (a gold answer in the prompt's sentences), and the refusal rate
+    over an index of the negative snippets alone."""
     t0 = time.perf_counter()
     rows = [r for r in rows if ids is None or r["id"] in ids]
     rows = [rows[i] for i in sample(len(rows), limit)]
@@ -216,13 +217,15 @@ def evaluate_rgb(settings: Settings, rows: list[dict], ids: range | None, limit:
         negatives_hold_it = any(contains(text, gold) for text in r["negative"])
         per.append({"id": r["id"], "query": r["query"], "gold": gold, "answer": a.text,
                     "right": not a.refused and contains(a.text, gold), "refused": a.refused, "reason": a.refusal_reason,
-                    "cites_a_positive": any("-pos" in c.source for c in a.citations), "seconds": round(seconds, 2),
+                    "cites_a_positive": any("-pos" in c.source for c in a.citations),
+                    "in_prompt": contains(" ".join(s.text for s in a.evidence), gold), "seconds": round(seconds, 2),
                     "answer_without": b.text, "refused_without": b.refused, "reason_without": b.refusal_reason,
                     "right_without": not b.refused and contains(b.text, gold), "negatives_hold_it": negatives_hold_it})
     n = len(per)
     return {"n": n, "accuracy": round(sum(p["right"] for p in per) / n, 4),
             "refused_with_answers": round(sum(p["refused"] for p in per) / n, 4),
             "rejection_rate": round(sum(p["refused_without"] for p in per) / n, 4),
+            "recall_at_budget": sum(p["in_prompt"] for p in per),
             "right_without_positives": sum(p["right_without"] for p in per),
             "negatives_hold_the_answer": sum(p["negatives_hold_it"] for p in per),
             "answer_s_median": round(statistics.median(p["seconds"] for p in per), 2),

@@ -228,9 +228,9 @@ def test_rag_eval_on_rgb_news_answers_with_and_without_the_answers_snippets(tmp_
     result = run(first, "--ids", "0-0")
     (q,) = result["questions"]
     assert result["n"] == 1 and q["gold"] == ["Mira Jansen"] and "Mira Jansen" in q["answer"], q
-    assert q["right"] and not q["refused"] and not q["reason"] and q["cites_a_positive"]
+    assert q["right"] and not q["refused"] and not q["reason"] and q["cites_a_positive"] and q["in_prompt"]
     assert q["refused_without"] and q["reason_without"], q  # the crowd snippet does not say who won
-    assert result["accuracy"] == 1.0 and result["rejection_rate"] == 1.0
+    assert result["accuracy"] == 1.0 and result["rejection_rate"] == 1.0 and result["recall_at_budget"] == 1
     (q,) = run(second)["questions"]
     assert q["right"] and "Sara Visser" in q["answer"], q
 
