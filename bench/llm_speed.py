@@ -165,7 +165,11 @@ def bench_overhead(settings, questions: list[str], lookup: int) -> dict:
                "raw_warm_first_s": round(warm["first_token_s"], 3), "raw_warm_total_s": round(warm["total_s"], 3),
                "prefill_tok_s": round((len(tokens) - system) / warm["prefill_s"], 1),
                "generate_tok_s": round((n_gen - 1) / max(1e-9, warm["total_s"] - warm["first_token_s"]), 2),
-               "refused": ours["answer"].refused}
+               "refused": ours["answer"].refused,
+               # the yes/no checks' share of the full answer: claims put to the claim check, to the question check
+               "claims_judged": sum(c.entailment is not None for c in ours["answer"].claims),
+               "questions_judged": sum(c.answered is not None for c in ours["answer"].claims),
+               "judge_s": ours["answer"].timings.get("judge_s", 0.0)}
         if lookup_llm is not None:
             engine.llm = lookup_llm
             with_lookup = answer_once(engine, q)
@@ -188,7 +192,8 @@ def bench_overhead(settings, questions: list[str], lookup: int) -> dict:
            "ratio_total_vs_warm": round(statistics.median(r["ours_total_s"] / r["raw_warm_total_s"] for r in rows), 3),
            "ratio_first_vs_cold": round(statistics.median(r["ours_first_s"] / r["raw_cold_first_s"] for r in rows), 3),
            "ratio_total_vs_cold": round(statistics.median(r["ours_total_s"] / r["raw_cold_total_s"] for r in rows), 3),
-           "prefill_tok_s": med("prefill_tok_s"), "generate_tok_s": med("generate_tok_s"), "per_question": rows}
+           "prefill_tok_s": med("prefill_tok_s"), "generate_tok_s": med("generate_tok_s"),
+           "claims_judged": sum(r["claims_judged"] for r in rows), "judge_s": med("judge_s"), "per_question": rows}
     if lookup_llm is not None:
         lookup_ratio = statistics.median(r["lookup_total_s"] / r["ours_total_s"] for r in rows)
         out.update({"lookup_tokens": lookup, "lookup_total_s": med("lookup_total_s"),
