@@ -252,7 +252,8 @@ def test_eval_answer_matching_ignores_case_articles_and_ordinals():
     assert not contains("Hubble has used two gyroscopes [1].", ["1", "one"])  # a citation marker is no answer
 
 
-@pytest.mark.parametrize("name", ["seed_questions", "seed_questions_extra", "explainer_questions"])
+@pytest.mark.parametrize("name", ["seed_questions", "seed_questions_extra", "crosslang_questions",
+                                  "explainer_questions"])
 def test_development_questions_point_at_text_their_articles_hold(name):
     """Each answerable development question's evidence is in its article, so a typo in the data cannot pass for
     a model error (`rag eval` counts an answer right only with its evidence inside a cited sentence)."""
