@@ -69,8 +69,8 @@ _STOP = set(
      "then", "there", "their", "they", "he", "she", "his", "her", "them", "when", "where", "why", "de", "het", "een",
      "en", "van", "in", "op", "te", "is", "zijn", "was", "waren", "met", "voor", "door", "dat", "die", "dit", "wat",
      "welk", "welke", "wie", "wiens", "hoe", "hoeveel", "waar", "wanneer", "waarom", "om", "er", "maar", "ook", "als",
-     "aan", "bij", "naar", "uit", "of", "dan", "nog", "wordt", "werd", "worden", "heeft", "hebben", "had", "zou", "zal",
-     "kan"]
+     "aan", "bij", "naar", "uit", "of", "dan", "nog", "wordt", "werd", "werden", "worden", "heeft", "hebben", "had",
+     "zou", "zal", "kan"]
 )
 # ("what" and a figure's word within three words: "Wat is de rente op de margelening?" was answered with
 # the loan's "10 miljard dollar" while it was not taken for a question about a number)

@@ -103,6 +103,15 @@ def test_check_keeps_drops_and_repairs_citations():
     assert [c.cited for c in claims] == [[2], [1], []]  # render changed nothing it was given
 
 
+def test_how_an_answer_is_phrased_is_not_a_word_the_evidence_lacks():
+    """"werden" is a form of "worden" like "werd"; "het aantal" / "the number of" is how a count is put."""
+    have = E.stems("Met houtsneden van Lucas Cranach.")
+    assert E.uncovered("De houtsneden werden gesneden door Lucas Cranach", have) == ["gesneden"]
+    listed = E.stems("De WSE telt 374 beursgenoteerde ondernemingen.") | verification.GENERIC
+    assert E.uncovered("Het aantal ondernemingen op de WSE is 374", listed) == []
+    assert E.uncovered("The number of sacks was 5", E.stems("He had 5 sacks.") | verification.GENERIC) == []
+
+
 def test_a_claim_with_words_the_evidence_does_not_hold_is_unsupported():
     """"Het morgen in Tokio wordt een storm": the storm is the model's own, in the evidence's language."""
     evidence = [_s("Het aandeel SoftBank schoot in Tokio aanvankelijk stevig omhoog.", language="nl")]
