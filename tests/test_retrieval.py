@@ -252,6 +252,16 @@ def test_eval_answer_matching_ignores_case_articles_and_ordinals():
     assert not contains("Hubble has used two gyroscopes [1].", ["1", "one"])  # a citation marker is no answer
 
 
+def test_eval_answer_matching_reads_numbers_in_words_as_digits():
+    from rag.evaluation import contains
+
+    assert contains("Lady Gaga heeft 6 Grammy's gewonnen [1].", ["Zes"])
+    assert contains("Het project duurt twee jaar.", ["2 jaar"])
+    assert contains("OpenAI is valued at eight hundred billion dollars.", ["800 billion"])
+    assert not contains("Het project duurt drie jaar.", ["2 jaar"])
+    assert not contains("Er werkt een aantal mensen.", ["1"])  # "een" is an article as often as a number
+
+
 @pytest.mark.parametrize("name", ["seed_questions", "seed_questions_extra", "crosslang_questions",
                                   "explainer_questions"])
 def test_development_questions_point_at_text_their_articles_hold(name):
