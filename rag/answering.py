@@ -473,7 +473,8 @@ class Pipeline:
         t = run.mark("verify_s", t)
         if self.settings.judge_threshold > 0:
             def ask(sentences: list[Sentence], claim: str) -> float | None:
-                return self._llm().yes_probability(prompting.judge_messages(sentences, claim, run.language))
+                return self._llm().yes_probability(prompting.judge_messages(sentences, claim, run.language,
+                                                                             run.standalone))
 
             def answers(sentences: list[Sentence]) -> float | None:
                 return self._llm().yes_probability(prompting.question_messages(sentences, run.standalone,

@@ -10,7 +10,7 @@ import re
 
 from .chunking import count_tokens
 from .citations import with_digits
-from .evidence import Sentence
+from .evidence import Sentence, asks_for
 from .sources import masked, plain
 
 NOT_FOUND = "NOT_FOUND"
@@ -75,18 +75,47 @@ _UNITS = {
 }
 _UNIT = {to: re.compile(r"(?<=\d) (" + "|".join(sorted(units, key=len, reverse=True)) + r")\b", re.IGNORECASE)
          for to, units in _UNITS.items()}
+# The words that say what kind of figure a number is, glossed in the reader's language after the word.
+# Asked in English "What stake in OpenAI does SoftBank hold?" about "... goed voor een belang van circa 11
+# procent", the 1.5B model answered with the "30 miljard dollar" of another sentence; asked for the
+# valuation, with the round's "50 miljard" beside "een waardering ... 800 miljard". With "belang (stake)" and
+# "waardering (valuation)" it answers 11 percent and 800 billion. The kinds are those a question asks for
+# (``evidence._ASKS_NUMBER``); ambiguous English words ("share", "term", "interest" alone) are left out.
+# Only for a question that asks for a figure, and only the word it asks with: glossing every such word gave
+# "OpenAI has 800 billion dollars worth of valuation" for "How many employees does OpenAI have?", which the
+# checks passed, and "valuation (waardering)" for "Wat eisen kredietverstrekkers als de waardering ... daalt?"
+# (asking what lenders demand) led the model astray.
+_GLOSSES = {
+    "en": {"belang": "stake", "belangen": "stakes", "aandeel": "share", "waardering": "valuation", "omzet": "revenue",
+           "winst": "profit", "rente": "interest rate", "koers": "share price", "prijs": "price", "bedrag": "amount",
+           "looptijd": "term", "omvang": "size"},
+    "nl": {"stake": "belang", "stakes": "belangen", "valuation": "waardering", "revenue": "omzet", "profit": "winst",
+           "interest rate": "rente", "share price": "koers", "price": "prijs", "amount": "bedrag", "size": "omvang"},
+}
+_GLOSS = {to: re.compile(r"\b(" + "|".join(sorted(words, key=len, reverse=True)) + r")\b", re.IGNORECASE)
+          for to, words in _GLOSSES.items()}
 
 
-def sentence_view(text: str, kind: str, language: str = "en", reader: str = "") -> str:
+def sentence_view(text: str, kind: str, language: str = "en", reader: str = "", asked: str = "") -> str:
     """A sentence as the model sees it: markup blanked, template tokens removed, numbers in digits; "" for a
-    planted instruction. For a ``reader`` of another language, the units after a number are in theirs."""
+    planted instruction. For a ``reader`` of another language, the units after a number are in theirs and the
+    word that says what kind of figure ``asked`` (the question) asks for ("belang", "waardering") is glossed."""
     view = plain(TEMPLATE_TOKEN.sub(" ", masked(text, kind)), kind)
     if _PLANTED.search(view):
         return ""
     if not reader or reader == language or reader not in _UNITS:
         return with_digits(view, language)
-    units = _UNITS[reader]
-    return _UNIT[reader].sub(lambda m: " " + units[m.group(1).lower()], with_digits(view, language, threshold=2))
+    units, glosses = _UNITS[reader], _GLOSSES[reader]
+    view = _UNIT[reader].sub(lambda m: " " + units[m.group(1).lower()], with_digits(view, language, threshold=2))
+    if asks_for(asked) != "number":
+        return view
+    used = {w for w in set(glosses.values()) if re.search(rf"\b{w}\b", asked, re.IGNORECASE)}
+
+    def gloss(m: re.Match) -> str:
+        word = glosses[m.group(1).lower()]
+        return f"{m.group(0)} ({word})" if word in used else m.group(0)
+
+    return _GLOSS[reader].sub(gloss, view) if used else view
 
 
 def sentence_tokens(sentence: Sentence) -> int:
@@ -117,9 +146,9 @@ def answer_messages(question: str, evidence: list[Sentence], language: str, toda
             source = s.source
             prev = None
         if prev is not None and 0 <= s.start - prev.end <= 3:
-            lines[-1] += f" [{n}] {sentence_view(s.text, s.kind, s.language, language)}"
+            lines[-1] += f" [{n}] {sentence_view(s.text, s.kind, s.language, language, question)}"
         else:
-            lines.append(f"[{n}] {sentence_view(s.text, s.kind, s.language, language)}")
+            lines.append(f"[{n}] {sentence_view(s.text, s.kind, s.language, language, question)}")
         prev = s
     question = TEMPLATE_TOKEN.sub(" ", question)
     user = (
@@ -132,20 +161,22 @@ def answer_messages(question: str, evidence: list[Sentence], language: str, toda
 JUDGE_PROMPT = "You check whether a news text states a claim. Reply only yes or no."
 
 
-def judge_messages(sentences: list[Sentence], claim: str, reader: str) -> list[dict[str, str]]:
-    """The messages that ask whether ``sentences`` (shown as to a ``reader`` of that language) state ``claim``."""
-    return _yes_no(sentences, reader, f"Claim: {TEMPLATE_TOKEN.sub(' ', claim)}\n\nDoes the text state this claim?")
+def judge_messages(sentences: list[Sentence], claim: str, reader: str, question: str = "") -> list[dict[str, str]]:
+    """The messages that ask whether ``sentences`` (shown as to a ``reader`` of that language, asking
+    ``question``) state ``claim``."""
+    return _yes_no(sentences, reader, question,
+                   f"Claim: {TEMPLATE_TOKEN.sub(' ', claim)}\n\nDoes the text state this claim?")
 
 
 def question_messages(sentences: list[Sentence], question: str, reader: str) -> list[dict[str, str]]:
     """The messages that ask whether ``sentences`` answer ``question`` (with the judge's system prompt, whose
     KV cache the local backend keeps)."""
-    return _yes_no(sentences, reader,
+    return _yes_no(sentences, reader, question,
                    f"Question: {TEMPLATE_TOKEN.sub(' ', question)}\n\nDoes the text answer this question?")
 
 
-def _yes_no(sentences: list[Sentence], reader: str, ask: str) -> list[dict[str, str]]:
-    text = " ".join(v for s in sentences if (v := sentence_view(s.text, s.kind, s.language, reader)))
+def _yes_no(sentences: list[Sentence], reader: str, question: str, ask: str) -> list[dict[str, str]]:
+    text = " ".join(v for s in sentences if (v := sentence_view(s.text, s.kind, s.language, reader, question)))
     return [{"role": "system", "content": JUDGE_PROMPT},
             {"role": "user", "content": f"Text: {text}\n\n{ask} Reply yes or no."}]
 

@@ -114,13 +114,18 @@ def prompt_sentences(messages) -> dict[int, str]:
 
 def sentence_number(messages, fragment: str) -> int:
     """The number the prompt gives the source sentence that contains ``fragment`` (of the article's text: the
-    prompt may show its numbers in digits and its units in the question's language)."""
+    prompt may show its numbers in digits, its units in the question's language and glosses)."""
+    import re
+
     from rag.prompting import sentence_view
 
-    shown = {fragment} | {sentence_view(fragment, "text", language, reader)
-                          for language in ("en", "nl") for reader in ("", "en", "nl")}
+    def unglossed(text: str) -> str:  # "een belang (stake) van" -> "een belang van"
+        return re.sub(r" \([a-z ]+\)", "", text)
+
+    shown = {unglossed(v) for v in {fragment} | {sentence_view(fragment, "text", language, reader)
+                                                 for language in ("en", "nl") for reader in ("", "en", "nl")}}
     for n, text in prompt_sentences(messages).items():
-        if any(f in text for f in shown):
+        if any(f in unglossed(text) for f in shown):
             return n
     raise AssertionError(f"no sentence with {fragment!r} in the prompt")
 

@@ -45,15 +45,24 @@ def test_numbers_across_languages():
     assert numbers("in the 1990s") == numbers("1e5") == set()
 
 
-def test_the_model_reads_numbers_in_digits_and_units_in_its_own_language():
+def test_the_model_reads_numbers_in_digits_and_units_and_figure_kinds_in_its_own_language():
     view = prompting.sentence_view
-    dutch = "Een waardering die richting de achthonderd miljard dollar gaat, goed voor circa elf procent."
+    dutch = ("Een waardering die richting de achthonderd miljard dollar gaat, goed voor een belang van circa elf "
+             "procent.")
     assert view(dutch, "text", "nl") == dutch.replace("achthonderd", "800").replace("elf", "11")
-    for_english = view(dutch, "text", "nl", "en")
-    assert for_english == "Een waardering die richting de 800 billion dollar gaat, goed voor circa 11 percent."
+    assert view(dutch, "text", "nl", "en") == ("Een waardering die richting de 800 billion dollar gaat, goed voor "
+                                               "een belang van circa 11 percent.")
+    # the word for the kind of figure, glossed where the question uses it
+    assert view(dutch, "text", "nl", "en", "What stake does SoftBank hold?") == (
+        "Een waardering die richting de 800 billion dollar gaat, goed voor een belang (stake) van circa 11 percent.")
     english = "The loan runs approximately two years; one of them said $8.5 billion."
     assert view(english, "text", "en") == english  # small numbers stay words, "8.5 billion" stays whole
     assert view(english, "text", "en", "nl") == "The loan runs approximately 2 jaar; one of them said $8.5 miljard."
+    assert view("Its stake grew; the share fell.", "text", "en", "nl", "Hoe groot is het belang?") == (
+        "Its stake (belang) grew; the share fell.")
+    # not where the question asks for something else: "Wat eisen kredietverstrekkers als de waardering daalt?"
+    assert "(" not in view("If the valuation falls, lenders demand collateral.", "text", "en", "nl",
+                           "Wat eisen kredietverstrekkers als de waardering daalt?")
 
 
 def test_a_figure_in_digits_or_another_form_of_a_verb_is_not_a_word_the_evidence_lacks():
