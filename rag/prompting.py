@@ -80,7 +80,7 @@ _UNIT = {to: re.compile(r"(?<=\d) (" + "|".join(sorted(units, key=len, reverse=T
 # procent", the 1.5B model answered with the "30 miljard dollar" of another sentence; asked for the
 # valuation, with the round's "50 miljard" beside "een waardering ... 800 miljard". With "belang (stake)" and
 # "waardering (valuation)" it answers 11 percent and 800 billion. The kinds are those a question asks for
-# (``evidence._ASKS_NUMBER``); ambiguous English words ("share", "term", "interest" alone) are left out.
+# (``evidence.asks_for``); ambiguous English words ("share", "term", "interest" alone) are left out.
 # Only for a question that asks for a figure, and only the word it asks with: glossing every such word gave
 # "OpenAI has 800 billion dollars worth of valuation" for "How many employees does OpenAI have?", which the
 # checks passed, and "valuation (waardering)" for "Wat eisen kredietverstrekkers als de waardering ... daalt?"
