@@ -112,11 +112,16 @@ def with_digits(text: str, language: str, threshold: int = 3) -> str:
     return re.sub(r"QSCALE(\d+)Q", lambda m: kept[int(m.group(1))], out)
 
 
+def in_digits(text: str, threshold: int = 3) -> str:
+    """``text`` with numbers in words as digits, read as Dutch and then as English (``with_digits``)."""
+    return with_digits(with_digits(text, "nl", threshold=threshold), "en", threshold=threshold)
+
+
 def numbers(text: str) -> set[float]:
     """Numeric values in a text, in digits or words, scale words applied in English and Dutch ('30 miljard'
     == '30 billion', 'achthonderd miljard' == '800 billion')."""
     out: set[float] = set()
-    text = with_digits(with_digits(strip_markers(text), "nl"), "en")
+    text = in_digits(strip_markers(text))
     for m in _NUMBER.finditer(text):
         value = _parse_number(m.group(1))
         if value is None:

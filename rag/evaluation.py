@@ -31,7 +31,7 @@ import time
 import unicodedata
 from pathlib import Path
 
-from .citations import strip_markers, with_digits
+from .citations import in_digits, strip_markers
 from .settings import Settings
 
 
@@ -45,17 +45,12 @@ def normalise(text: str) -> str:
     return " ".join(text.split())
 
 
-def _figures(text: str) -> str:
-    """``text`` with numbers from two up written in digits, in Dutch and English: the model writes "6
-    Grammy's" for XQuAD's "Zes" and "9 landen" for "negen". "een" / "one" stay words (an article as often)."""
-    return with_digits(with_digits(text, "nl", threshold=2), "en", threshold=2)
-
-
 def contains(answer: str, golds: list[str]) -> bool:
-    """Whether ``answer`` holds one of ``golds`` (normalised, numbers in digits), its citation markers aside
-    (the "[1]" of "two gyroscopes [1]" held the gold "1")."""
-    said = f" {normalise(_figures(strip_markers(answer)))} "
-    return any(f" {normalise(_figures(g))} " in said for g in golds if normalise(g))
+    """Whether ``answer`` holds one of ``golds`` (normalised), its citation markers aside (the "[1]" of "two
+    gyroscopes [1]" held the gold "1"). Numbers from two up count in digits, Dutch or English: the model writes
+    "6 Grammy's" for XQuAD's "Zes" ("een" / "one" stay words: as often an article)."""
+    said = f" {normalise(in_digits(strip_markers(answer), threshold=2))} "
+    return any(f" {normalise(in_digits(g, threshold=2))} " in said for g in golds if normalise(g))
 
 
 def sample(n: int, limit: int | None) -> list[int]:
