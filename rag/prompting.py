@@ -7,6 +7,7 @@ Article text is data, not instructions: sentences that address the model (a plan
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from .chunking import count_tokens
 from .citations import with_digits
@@ -107,15 +108,22 @@ def sentence_view(text: str, kind: str, language: str = "en", reader: str = "", 
         return with_digits(view, language)
     units, glosses = _UNITS[reader], _GLOSSES[reader]
     view = _UNIT[reader].sub(lambda m: " " + units[m.group(1).lower()], with_digits(view, language, threshold=2))
-    if asks_for(asked) != "number":
-        return view
-    used = {w for w in set(glosses.values()) if re.search(rf"\b{w}\b", asked, re.IGNORECASE)}
+    used = _asked_with(reader, asked)
 
     def gloss(m: re.Match) -> str:
         word = glosses[m.group(1).lower()]
         return f"{m.group(0)} ({word})" if word in used else m.group(0)
 
     return _GLOSS[reader].sub(gloss, view) if used else view
+
+
+@lru_cache(maxsize=64)
+def _asked_with(reader: str, question: str) -> frozenset[str]:
+    """The words of ``_GLOSSES[reader]`` that ``question`` asks for a figure with (none if it asks no figure):
+    once per question, not once per sentence shown."""
+    if asks_for(question) != "number":
+        return frozenset()
+    return frozenset(w for w in set(_GLOSSES[reader].values()) if re.search(rf"\b{w}\b", question, re.IGNORECASE))
 
 
 def sentence_tokens(sentence: Sentence) -> int:
