@@ -210,8 +210,9 @@ def test_the_model_tells_a_sentence_that_answers_a_question_from_one_that_shares
 
 
 def test_the_answer_and_the_claim_check_each_find_their_prompt_in_the_kv_cache(engine):
-    """Asked again, an answer and its claim check evaluate no prompt: each finds its own KV cache, kept aside
-    while the other ran (without that the ~250-token system prompt was evaluated again for every answer)."""
+    """Asked again, an answer and its claim check evaluate only their last segment (the question, the claim):
+    each finds its system prompt and sentences in its own KV cache, kept aside while the other ran (without that
+    the ~250-token system prompt was evaluated again for every answer), and both come out the same."""
     question = "How much might SoftBank invest in OpenAI?"
     first = engine.answer(question)
     assert first.claims[0].entailment is not None  # an English claim: the check ran after the answer
@@ -224,8 +225,32 @@ def test_the_answer_and_the_claim_check_each_find_their_prompt_in_the_kv_cache(e
     finally:
         del llm.eval
     assert again.text == first.text
-    assert again.claims[0].entailment == pytest.approx(first.claims[0].entailment, abs=0.01)
-    assert evaluated and max(evaluated) <= 2, evaluated  # the generated tokens, one by one
+    assert again.claims[0].entailment == first.claims[0].entailment
+    assert evaluated and max(evaluated) <= 40, evaluated
+
+
+def test_a_claim_checks_probability_depends_on_its_prompt_alone(engine):
+    """The same claim check gives the same P(yes) whatever the model evaluated before it: from an empty KV
+    cache, after a check of another claim on the same sentence, after a question check. (Reusing any common
+    prefix gave 0.4025, 0.3981 and 0.3961 for one prompt, and a claim at the bar passed in one run of the
+    seed questions and not in the next.)"""
+    from rag import prompting
+    from rag.evidence import Sentence
+
+    text = "The Japanese conglomerate intends to secure a $10 billion margin loan backed by its Arm shares."
+    sentence = Sentence("x.txt", "", "", "en", "text", 0, len(text), text, None)
+
+    def ask(claim: str) -> float:
+        return engine.llm.yes_probability(prompting.judge_messages([sentence], claim, "en"))
+
+    claim = "SoftBank wants a margin loan of 10 billion dollars."
+    engine.llm._llm.reset()  # noqa: SLF001 - an empty KV cache, as in a new process
+    fresh = ask(claim)
+    ask("SoftBank wants a margin loan of 30 billion dollars.")
+    after_another_claim = ask(claim)
+    engine.llm.yes_probability(prompting.question_messages([sentence], "How large is the margin loan?", "en"))
+    after_the_question_check = ask(claim)
+    assert fresh == after_another_claim == after_the_question_check
 
 
 def test_without_llama_cpps_sequence_state_calls_the_answer_is_the_same(engine, monkeypatch, caplog):
