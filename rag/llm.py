@@ -19,7 +19,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -206,7 +206,8 @@ class LocalLLM:
     def _prepare(self, messages: list[dict[str, str]]) -> _Prompt | None:
         """Put this prompt's KV cache in place (``_switch``, a saved state) and evaluate all of the prompt
         but its last segment, keeping of the cache only whole segments of this prompt; returns its segments
-        (None where the chat template is not ours to render: llama.cpp then reuses any common prefix)."""
+        (None where the chat template is not ours to render: llama.cpp then reuses any common prefix, and no
+        prompt state is saved)."""
         self._keep_going(self._switch, messages)
         try:
             prompt = self._segments(messages)
@@ -231,7 +232,7 @@ class LocalLLM:
         follow-up turn reuses the whole earlier prompt) and after the first blank line in it ("Text: ...\n\n"
         | "Claim: ..."; "Sources: ...\n\n" | "Question: ..."): the claim check and the question check over the
         same sentences share their first part."""
-        formatter = self._formatter()
+        formatter = self._formatter
         if formatter is None:
             return None
         result = formatter(messages=messages)
@@ -255,7 +256,7 @@ class LocalLLM:
             at = start + len(content)
         return _Prompt(full, sorted(c for c in cuts if 0 < c < len(full)), head)
 
-    @lru_cache(maxsize=1)  # noqa: B019 - one per model
+    @cached_property
     def _formatter(self):
         """The model's own chat template, rendered as llama-cpp-python renders it (None if it uses another
         chat format)."""

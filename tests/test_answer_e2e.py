@@ -253,6 +253,21 @@ def test_a_claim_checks_probability_depends_on_its_prompt_alone(engine):
     assert fresh == after_another_claim == after_the_question_check
 
 
+def test_a_chat_template_that_cannot_be_rendered_only_costs_the_segments(engine, monkeypatch, caplog):
+    """Evaluating a prompt in segments needs its text as llama-cpp-python renders it; where rendering fails
+    the answer goes on with llama.cpp's own prefix reuse (logged)."""
+    llm = engine.llm
+
+    def broken(**_):
+        raise ValueError("template error")
+
+    monkeypatch.setitem(llm.__dict__, "_formatter", broken)
+    with caplog.at_level(logging.WARNING, logger="rag.llm"):
+        a = engine.answer("How much might SoftBank invest in OpenAI?")
+    assert "prompt segments skipped: template error" in caplog.text
+    assert not a.refused and "30 billion" in a.text
+
+
 def test_without_llama_cpps_sequence_state_calls_the_answer_is_the_same(engine, monkeypatch, caplog):
     """Keeping the two KV caches apart is only a speed-up: a llama-cpp-python without those calls logs it and
     evaluates the prompts again."""
