@@ -285,13 +285,16 @@ def test_without_llama_cpps_sequence_state_calls_the_answer_is_the_same(engine, 
 def test_a_right_answer_in_the_words_of_its_sentence_is_not_refused(engine, tmp_path):
     """"Turkmenistan backed the campaign for World Bicycle Day", from "... a campaign led by ... and backed by
     Turkmenistan": the model's yes/no gave it P 0.40, so the claim check refused a right answer; a claim
-    that copies its sentence is no longer put to it (our explainers, tests/data/explainers)."""
+    that copies its sentence is no longer put to it (our explainers, tests/data/explainers). (Since prompts are
+    evaluated in fixed segments the model answers that question with "The Netherlands", rightly refused, and
+    this wording with the copy.)"""
     from rag.settings import Settings
     from tests.conftest import ROOT
 
     explainers = Engine(Settings(sources=ROOT / "tests" / "data" / "explainers", index=tmp_path / "index"))
     explainers.llm = engine.llm
     explainers.sync()
-    a = explainers.answer("Which country backed the campaign for World Bicycle Day?")
+    a = explainers.answer("Which country backed the World Bicycle Day campaign?")
     _check(a, explainers)
     assert "Turkmenistan" in a.text and "Turkmenistan" in a.citations[0].text
+    assert a.claims[0].entailment is None  # a copy of its sentence: not put to the claim check
