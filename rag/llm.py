@@ -208,6 +208,8 @@ class LocalLLM:
         but its last segment, keeping of the cache only whole segments of this prompt; returns its segments
         (None where the chat template is not ours to render: llama.cpp then reuses any common prefix, and no
         prompt state is saved)."""
+        from llama_cpp import Llama
+
         self._keep_going(self._switch, messages)
         try:
             prompt = self._segments(messages)
@@ -216,11 +218,10 @@ class LocalLLM:
             return None
         if prompt is None:
             return None
-        state = self._state_file(messages)
-        if state is not None and self._llm.n_tokens == 0 and state.exists():
+        if self._llm.n_tokens == 0 and (state := self._state_file(messages)) is not None and state.exists():
             self._keep_going(self._load_state, state)
         llm = self._llm
-        held = _common_prefix(llm.input_ids[:llm.n_tokens].tolist(), prompt.tokens)
+        held = Llama.longest_token_prefix(llm.input_ids[:llm.n_tokens].tolist(), prompt.tokens)
         keep = max((c for c in prompt.cuts if c <= held), default=0)
         llm.n_tokens = keep  # the rest of the cache was evaluated for another prompt, or split elsewhere
         for a, b in itertools.pairwise([keep, *(c for c in prompt.cuts if c > keep)]):
@@ -232,6 +233,8 @@ class LocalLLM:
         follow-up turn reuses the whole earlier prompt) and after the first blank line in it ("Text: ...\n\n"
         | "Claim: ..."; "Sources: ...\n\n" | "Question: ..."): the claim check and the question check over the
         same sentences share their first part."""
+        from llama_cpp import Llama
+
         formatter = self._formatter
         if formatter is None:
             return None
@@ -249,10 +252,10 @@ class LocalLLM:
             if not content or start < 0:
                 continue
             blank = content.find("\n\n")
-            head = _common_prefix(tokens(text[:start]), full)
+            head = Llama.longest_token_prefix(tokens(text[:start]), full)
             cuts.add(head)
             if blank >= 0:
-                cuts.add(_common_prefix(tokens(text[:start + blank + 2]), full))
+                cuts.add(Llama.longest_token_prefix(tokens(text[:start + blank + 2]), full))
             at = start + len(content)
         return _Prompt(full, sorted(c for c in cuts if 0 < c < len(full)), head)
 
@@ -370,11 +373,6 @@ class _Prompt:
     tokens: list[int]
     cuts: list[int]
     head: int
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    """How many tokens ``a`` and ``b`` share from the start."""
-    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 class OpenAICompatibleLLM:
