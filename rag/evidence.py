@@ -81,6 +81,7 @@ _ASKS_NUMBER = re.compile(
     re.IGNORECASE,
 )
 _ASKS_NAME = re.compile(r"\b(who|whom|whose|which|where|wie|wiens|welk|welke|waar)\b", re.IGNORECASE)
+_YEAR = r"1\d{3}|20\d\d"  # 1000-2099: "voltooide De Nachtwacht in 1642" answers "In welk jaar ...?" as well as 1990
 _MONTHS = ("january|february|march|april|may|june|july|august|september|october|november|december|januari|"
            "februari|maart|mei|juni|juli|augustus|oktober")
 # Finer kinds of number, each with what a sentence holding one says beside the number itself.
@@ -96,11 +97,11 @@ _KINDS = {
     "percent": (re.compile(r"\b(percentage|percent|procent|share|stake|belang|rate|rente)\b", re.IGNORECASE),
                 re.compile(r"%|\b(percent|per cent|procent)\b", re.IGNORECASE)),
     "date": (re.compile(r"\b(when|wanneer|what year|which year|in welk jaar|what date)\b", re.IGNORECASE),
-             re.compile(rf"\b(1[89]\d\d|20\d\d|{_MONTHS})\b", re.IGNORECASE)),
+             re.compile(rf"\b({_YEAR}|{_MONTHS})\b", re.IGNORECASE)),
 }
 # A date as news text writes it: "24 April 1990", "April 24, 1990", "mei 2024", "1990".
 _DATE = re.compile(rf"\b(\d{{1,2}}(st|nd|rd|th)? )?({_MONTHS})\.?( \d{{1,2}}(st|nd|rd|th)?)?,?( \d{{4}})?\b"
-                   r"|\b(1[89]\d\d|20\d\d)\b", re.IGNORECASE)
+                   rf"|\b({_YEAR})\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,11 @@ def asks_for(question: str) -> str | None:
 def without_dates(text: str) -> str:
     """``text`` with its dates taken out."""
     return _DATE.sub(" ", text)
+
+
+def years(text: str) -> set[str]:
+    """The years (1000-2099) written in ``text``."""
+    return set(re.findall(rf"\b(?:{_YEAR})\b", text))
 
 
 def max_answer(question: str) -> float:

@@ -4,7 +4,8 @@ A claim (one sentence of the answer) is supported by an evidence sentence when a
 
 - the e5 cosine of the claim and the sentence reaches ``threshold`` (``RAG_SUPPORT_THRESHOLD``);
 - every number of the claim occurs in the sentence (or one next to it), its article's title or date, and
-  every name there or in the question, across English and Dutch (``30 miljard`` backs ``30 billion``);
+  every name there or in the question, across English and Dutch (``30 miljard`` backs ``30 billion``); a
+  year from the sentence next to it is not joined to a name whose own sentence gives it other years;
 - where claim and sentence share a language, every content word of the claim occurs there too, or is
   one of the few words any answer may use (``GENERIC``): the model's own additions ("an invented storm")
   do not pass.
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .citations import facts_supported, full_names, markers, names, numbers, split_sentences, strip_markers
-from .evidence import Sentence, adds_answer, asks_for, max_answer, stems, uncovered, without_dates, words
+from .evidence import Sentence, adds_answer, asks_for, max_answer, stems, uncovered, without_dates, words, years
 from .sources import detect_language
 
 # Words an answer may use that its evidence need not hold: how answers are phrased, units and currencies.
@@ -42,7 +43,11 @@ GENERIC = stems(
     "volgens zegt zeggen zei meldt melden gemeld bedrag totaal waarde dollar euro procent miljard miljoen "
     "duizend aantal jaar jaren maand maanden dag dagen bedrijf artikel bron bronnen zin zinnen heeft hebben had zou "
     "zouden kan kunnen zal zullen krijgt krijgen neemt nemen maakt maken ook nog yes no ja nee indeed inderdaad "
-    "doet doen deed gaat gaan ging komt komen kwam staat staan"
+    "doet doen deed gaat gaan ging komt komen kwam staat staan "
+    # how a sentence joins what it says (a reason, a consequence) and the forms of the auxiliaries: "... ingekort
+    # omdat het ... niet tussen twee deuren paste", "Deelnemers die in 1963 de finish hadden" (our Dutch explainers)
+    "because therefore thus hence since being done having omdat doordat want zodat waardoor daardoor daarom dus "
+    "hadden hebt heb ben bent kon konden"
 )
 TERSE = 3
 _COUNTED = re.compile(r"\b(?:how many|hoeveel)\s+(\w+)", re.IGNORECASE)
@@ -132,6 +137,8 @@ def check(text: str, evidence: list[Sentence], question: str,
             # repeats the question's year while the sentence is about another year
             if not facts_supported(claim.sentence, f"{text} {s.title} {s.date}", names_also=question):
                 continue
+            if len(group) > 1 and _year_of_another_fact(claim.sentence, [evidence[j].text for j in group], question):
+                continue
             # in one language, words can be matched: the claim adds none of its own, and the sentence speaks
             # of what was asked (else "Masayoshi Son is going all-in" backs "SoftBank was founded by
             # Masayoshi Son" through the question's own "founded")
@@ -173,6 +180,22 @@ def check(text: str, evidence: list[Sentence], question: str,
         similarity = max((float(sims[ci][n - 1]) for n in cited or claim.cited), default=0.0)
         out.append(Claim(claim.text, cited, bool(cited), round(similarity, 4), repaired))
     return out
+
+
+def _year_of_another_fact(claim: str, texts: list[str], question: str) -> bool:
+    """Whether the claim joins a name from one sentence to a year from its neighbour while that sentence gives the
+    name other years: "Evert van Benthem won de Elfstedentocht van 1997" from "In 1985 en 1986 won Evert van
+    Benthem ..." beside "De laatste Elfstedentocht vond plaats op 4 januari 1997." (our Dutch explainers)."""
+    said = years(claim)
+    asked = question.lower()
+    own = [n.lower() for n in names(claim) if n.lower() not in asked]
+    if not said or not own:
+        return False
+    for text in texts:
+        held = {t.lower() for t in re.findall(r"\w+", text)}
+        if any(n in held for n in own) and (given := years(text)) and not given & said:
+            return True
+    return False
 
 
 def judge(claims: list[Claim], evidence: list[Sentence], ask: Callable[[list[Sentence], str], float | None],
@@ -246,12 +269,17 @@ def _about(claim: str, question: str) -> bool:
     return any(forms & have for forms in asked)
 
 
-def _names_counted(question: str, cited: list[Sentence]) -> bool:
-    """For "how many X" / "hoeveel X": every cited sentence in the question's language names X."""
+def _names_counted(question: str, claim: str, cited: list[Sentence]) -> bool:
+    """For "how many X" / "hoeveel X": every cited sentence in the question's language that holds the claim's
+    answer (a number the question does not) names X. Not the neighbour cited with it: "Er zaten 8 onderduikers in
+    het achterhuis" cites "... zodat er acht onderduikers waren" with the sentence before, which names the
+    achterhuis (our Dutch explainers, tests/data/uitleg_questions.json)."""
     m = _COUNTED.search(question)
     counted = [f for f in words(m.group(1)).values() if not f & GENERIC] if m else []
     language = detect_language(question)
-    return not counted or all(counted[0] & stems(s.text) for s in cited if s.language == language)
+    answer = numbers(claim) - numbers(question)
+    return not counted or all(counted[0] & stems(s.text) for s in cited
+                              if s.language == language and numbers(s.text) & answer)
 
 
 def answers_question(question: str, claims: list[Claim], evidence: list[Sentence]) -> bool:
@@ -271,7 +299,7 @@ def answers_question(question: str, claims: list[Claim], evidence: list[Sentence
         # counted, where it shares the question's language ("Hoeveel investeerders ...?" answered with the
         # round's "50 miljard dollar")
         return any(adds_answer(kind, c.sentence, question) == max_answer(question)
-                   and _names_counted(question, [evidence[n - 1] for n in c.cited]) for c in supported)
+                   and _names_counted(question, c.sentence, [evidence[n - 1] for n in c.cited]) for c in supported)
     if kind is None and not re.search(r"\b(what|wat|welk|welke)\b", question, re.IGNORECASE):
         return True  # a yes/no or open question: any supported claim answers it
     # a date does not name who or which ("Which shuttle carried Hubble into orbit?" answered "The shuttle carried

@@ -298,3 +298,22 @@ def test_a_right_answer_in_the_words_of_its_sentence_is_not_refused(engine, tmp_
     _check(a, explainers)
     assert "Turkmenistan" in a.text and "Turkmenistan" in a.citations[0].text
     assert a.claims[0].entailment is None  # a copy of its sentence: not put to the claim check
+
+
+def test_dutch_answers_that_the_word_checks_once_refused(engine, tmp_path):
+    """Right answers to Dutch questions on our Dutch explainers (tests/data/uitleg) that the word checks refused:
+    a year before 1800 did not count as the answer to "In welk jaar ...?", and "hoeveel onderduikers" had to be
+    named by the neighbour cited with the sentence that holds the number."""
+    from rag.settings import Settings
+    from tests.conftest import ROOT
+
+    uitleg = Engine(Settings(sources=ROOT / "tests" / "data" / "uitleg", index=tmp_path / "index"))
+    uitleg.llm = engine.llm
+    uitleg.sync()
+    painted = uitleg.answer("In welk jaar voltooide Rembrandt De Nachtwacht?")
+    _check(painted, uitleg)
+    assert painted.language == "nl" and "1642" in painted.text and "1642" in painted.citations[0].text
+    hiding = uitleg.answer("Hoeveel onderduikers zaten er in het achterhuis?")
+    _check(hiding, uitleg)
+    assert "8" in hiding.text or "acht" in hiding.text
+    assert any("acht onderduikers" in c.text for c in hiding.citations)

@@ -119,6 +119,12 @@ def test_how_an_answer_is_phrased_is_not_a_word_the_evidence_lacks():
     listed = E.stems("De WSE telt 374 beursgenoteerde ondernemingen.") | verification.GENERIC
     assert E.uncovered("Het aantal ondernemingen op de WSE is 374", listed) == []
     assert E.uncovered("The number of sacks was 5", E.stems("He had 5 sacks.") | verification.GENERIC) == []
+    # a reason given with "omdat" / "because", and "hadden", a form of "hebben"
+    door = E.stems("In 1715 verhuisde het naar het stadhuis, waar het niet tussen twee deuren paste.")
+    assert E.uncovered("Het werd ingekort omdat het niet tussen twee deuren paste", door | verification.GENERIC) == [
+        "ingekort"]
+    assert E.uncovered("69 deelnemers hadden de finish gehaald", E.stems("69 deelnemers haalden de finish")
+                       | verification.GENERIC) == []
 
 
 def test_a_claim_with_words_the_evidence_does_not_hold_is_unsupported():
@@ -292,6 +298,34 @@ def test_a_claim_that_is_not_about_the_question_does_not_answer_it():
                                              [Claim("The Afsluitdijk was closed on 28 May 1932 [1].", [1], True)], dam)
 
 
+def test_a_year_before_1800_answers_a_question_about_when():
+    """"In welk jaar voltooide Rembrandt De Nachtwacht?" answered "in 1642" was refused as beside the point."""
+    painted = [_s("Rembrandt van Rijn voltooide De Nachtwacht in 1642.", language="nl")]
+    question = "In welk jaar voltooide Rembrandt De Nachtwacht?"
+    assert E.adds_answer("number", "Rembrandt voltooide De Nachtwacht in 1642.", question) == E.max_answer(question)
+    assert verification.answers_question(question, [Claim("Rembrandt voltooide De Nachtwacht in 1642 [1].", [1],
+                                                          True)], painted)
+    assert not verification.answers_question(question, [Claim("Rembrandt voltooide 12 schilderijen [1].", [1],
+                                                              True)], painted)
+
+
+def test_a_name_is_not_joined_to_a_year_its_own_sentence_does_not_give_it():
+    """"In 1985 en 1986 won Evert van Benthem" beside "De laatste tocht was in 1997": he did not win in 1997."""
+    texts = ["In 1985 en 1986 won Evert van Benthem twee keer.", "De laatste Elfstedentocht was op 4 januari 1997.",
+             "Henk Angenent kwam als eerste over de finish."]
+    evidence, start = [], 0
+    for n, text in enumerate(texts):
+        evidence.append(_s(text, start=start, language="nl", n=n))
+        start += len(text) + 1
+    question = "Wie won de Elfstedentocht van 1997?"
+    (wrong,) = verification.check("Evert van Benthem won de Elfstedentocht van 1997 [1].", evidence, question,
+                                  _embed([[0.9, 0.85, 0.8]]), 0.78)
+    assert not wrong.supported
+    (right,) = verification.check("Henk Angenent won de Elfstedentocht van 1997 [3].", evidence, question,
+                                  _embed([[0.8, 0.85, 0.9]]), 0.78)
+    assert right.supported and right.cited == [2, 3]
+
+
 def test_the_citation_goes_to_the_sentence_that_holds_what_the_claim_says():
     evidence = [_s("SoftBank wants a $10 billion margin loan.", start=0, n=0),
                 _s("The loan runs two years with an option to extend.", start=42, n=1),
@@ -332,6 +366,15 @@ def test_how_many_is_answered_from_a_sentence_that_names_what_is_counted():
     assert not verification.answers_question(question, copied, evidence)
     assert verification.answers_question(question, [Claim("Twaalf investeerders doen mee [2].", [2], True, 0.9)],
                                          evidence)
+    # the counted thing is named where the number is, not in the neighbour cited with it for "achterhuis"
+    hiding = [_s("Op 6 juli 1942 dook de familie Frank onder in het achterhuis.", language="nl", n=0),
+              _s("Later voegden zich vier anderen bij hen, zodat er acht onderduikers waren.", start=60, language="nl",
+                 n=1)]
+    asked = "Hoeveel onderduikers zaten er in het achterhuis?"
+    assert verification.answers_question(asked, [Claim("Er zaten 8 onderduikers in het achterhuis [1][2].", [1, 2],
+                                                       True, 0.9)], hiding)
+    assert not verification.answers_question(asked, [Claim("Er zaten 1942 onderduikers in het achterhuis [1][2].",
+                                                           [1, 2], True, 0.9)], hiding)
     rate = "Wat is de rente op de margelening?"  # a figure's word after "what": a question about a number
     assert E.asks_for(rate) == "number" and E.asks_for("What is the interest rate on the loan?") == "number"
     assert not verification.answers_question(rate, [Claim("De rente is 10 miljard dollar [1].", [1], True, 0.9)],

@@ -263,11 +263,11 @@ def test_eval_answer_matching_reads_numbers_in_words_as_digits():
 
 
 @pytest.mark.parametrize("name", ["seed_questions", "seed_questions_extra", "crosslang_questions",
-                                  "explainer_questions"])
+                                  "explainer_questions", "uitleg_questions"])
 def test_development_questions_point_at_text_their_articles_hold(name):
     """Each answerable development question's evidence is in its article, so a typo in the data cannot pass for
     a model error (`rag eval` counts an answer right only with its evidence inside a cited sentence)."""
-    folder = {"explainer_questions": DATA / "explainers"}.get(name, ROOT / "seeds")
+    folder = {"explainer_questions": DATA / "explainers", "uitleg_questions": DATA / "uitleg"}.get(name, ROOT / "seeds")
     for case in json.loads((DATA / f"{name}.json").read_text(encoding="utf-8")):
         if "answers" in case:
             texts = [(folder / f).read_text(encoding="utf-8") for f in case.get("sources", [case.get("source")])]
