@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import itertools
@@ -136,9 +137,9 @@ def model_file(settings: Settings) -> Path:
 class LocalLLM:
     """A GGUF model run in-process by llama.cpp. Generation is serialised (one context).
 
-    With a ``state_dir``, the KV cache of everything before the last message (the fixed system
-    prompt) is saved there once and loaded by later processes, so a cold ``rag ask`` does not
-    prefill those ~250 tokens again (about 2.5 s on 2 cores; the file is about 7 MB).
+    With a ``state_dir``, the KV cache of a prompt's system message (the fixed system prompt) is saved
+    there once and loaded by later processes, so a cold ``rag ask`` does not prefill those ~250 tokens
+    again (about 2.5 s on 2 cores; the file is about 7 MB); the ``KEPT_STATES`` most recently used stay.
 
     A prompt is evaluated in segments that its text defines (``_segments``), and only whole segments of
     the KV cache are reused, so that a reply depends on the prompt alone, not on what was asked before.
@@ -319,7 +320,9 @@ class LocalLLM:
             self._llm.reset()
 
     def _state_file(self, messages: list[dict[str, str]]) -> Path | None:
-        if self._state_dir is None or len(messages) < 2:
+        # the system message alone: a state for a longer head (the language rewrite's question, sources and first
+        # answer) is used by no other prompt, and left a 10-26 MB file per question (1.2 GB over a day's evals)
+        if self._state_dir is None or len(messages) != 2 or messages[0].get("role") != "system":
             return None
         import llama_cpp
 
@@ -341,6 +344,7 @@ class LocalLLM:
                                            ctypes.byref(count)):
             self._llm.input_ids[:count.value] = tokens[:count.value]
             self._llm.n_tokens = count.value
+            os.utime(path)  # used now: the last to be pruned
         else:  # damaged or from another build: start from nothing (and overwrite it after this answer)
             log.warning("cannot load the saved prompt state %s; ignoring it", path)
             self._llm.reset()
@@ -364,6 +368,23 @@ class LocalLLM:
                 os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
+        _prune(path.parent, KEPT_STATES)
+
+
+# Saved prompt states kept (the least recently used go first): one per system prompt (answer, claim check,
+# condensing) and model, about 7-10 MB each; states of a changed prompt or another llama.cpp are never used again.
+KEPT_STATES = 8
+
+
+def _prune(folder: Path, keep: int) -> None:
+    """Delete all but the ``keep`` most recently used ``*.kv`` files of ``folder``."""
+    files = []
+    for f in folder.glob("*.kv"):
+        with contextlib.suppress(OSError):  # another process may be pruning too
+            files.append((f.stat().st_mtime, f))
+    for _, f in sorted(files, reverse=True)[keep:]:
+        with contextlib.suppress(OSError):
+            f.unlink()
 
 
 @dataclass(frozen=True)

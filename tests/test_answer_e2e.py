@@ -317,3 +317,28 @@ def test_dutch_answers_that_the_word_checks_once_refused(engine, tmp_path):
     _check(hiding, uitleg)
     assert "8" in hiding.text or "acht" in hiding.text
     assert any("acht onderduikers" in c.text for c in hiding.citations)
+
+
+def test_only_the_system_prompts_state_is_saved_and_old_states_are_pruned(engine, tmp_path):
+    """A follow-up turn (the language rewrite) saves no state of its own (each was a 10-26 MB file per question),
+    and only the most recently used ``KEPT_STATES`` state files stay."""
+    import os
+
+    from rag.llm import KEPT_STATES, LocalLLM, model_file
+
+    s = engine.settings
+    stale = []
+    for i in range(KEPT_STATES + 2):  # states of earlier prompts or builds, oldest first
+        f = tmp_path / f"stale{i:02d}.kv"
+        f.write_bytes(b"x")
+        os.utime(f, (1_000_000 + i, 1_000_000 + i))
+        stale.append(f)
+    llm = LocalLLM(model_file(s), s.llm_context, s.llm_threads, tmp_path)
+    turn = [{"role": "system", "content": "You answer in one sentence."},
+            {"role": "user", "content": "SoftBank may invest up to 30 billion dollars in OpenAI. How much?"}]
+    first = "".join(llm.stream(turn, 30))
+    kept = sorted(tmp_path.glob("*.kv"))
+    assert len(kept) == KEPT_STATES and not stale[0].exists() and not stale[2].exists() and stale[-1].exists()
+    "".join(llm.stream([*turn, {"role": "assistant", "content": first},
+                        {"role": "user", "content": "Write that answer in Dutch."}], 30))
+    assert sorted(tmp_path.glob("*.kv")) == kept
