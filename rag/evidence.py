@@ -80,6 +80,9 @@ _ASKS_NUMBER = re.compile(
     r"year|date|rente|bedrag|waardering|jaar|koers|prijs|omzet))\b",
     re.IGNORECASE,
 )
+# "prijs" is a price, or a prize when it is won or awarded: "Welke universiteit won de prijs?" asks for a name
+_PRIZE = re.compile(r"\b(won|wint|winnen|gewonnen|kreeg|krijgt|kregen|ontving|ontvangt|ontvingen)\b[^?]*\bprijs\b"
+                    r"|\bprijs\b[^?]*\b(gewonnen|uitgereikt|toegekend)\b", re.IGNORECASE)
 _ASKS_NAME = re.compile(r"\b(who|whom|whose|which|where|wie|wiens|welk|welke|waar)\b", re.IGNORECASE)
 _YEAR = r"1\d{3}|20\d\d"  # 1000-2099: "voltooide De Nachtwacht in 1642" answers "In welk jaar ...?" as well as 1990
 _MONTHS = ("january|february|march|april|may|june|july|august|september|october|november|december|januari|"
@@ -161,7 +164,8 @@ def uncovered(text: str, have: set[str]) -> list[str]:
 
 def asks_for(question: str) -> str | None:
     """'number' or 'name' when the question asks for one (how much, who, which...), else None."""
-    if _ASKS_NUMBER.search(question):
+    if _ASKS_NUMBER.search(re.sub(r"\bprijs\b", " ", question, flags=re.IGNORECASE) if _PRIZE.search(question)
+                           else question):
         return "number"
     if _ASKS_NAME.search(question):
         return "name"

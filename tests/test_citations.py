@@ -281,6 +281,11 @@ def test_what_questions_ask_for():
     assert E.asks_for("How much might SoftBank invest?") == E.asks_for("Hoe groot is het belang?") == "number"
     assert E.asks_for("Which outlet reported it?") == E.asks_for("Wie is de topman?") == "name"
     assert E.asks_for("Can the loan be extended?") is None
+    # "prijs" is a price, unless it is won or awarded
+    assert E.asks_for("Welke universiteit won de prijs voor de beste opleiding?") == "name"
+    assert E.asks_for("Aan wie werd de prijs uitgereikt?") == "name"
+    assert E.asks_for("Wat is de prijs van een abonnement?") == "number"
+    assert E.asks_for("Hoeveel geld kreeg de winnaar van de prijs?") == "number"
 
 
 def test_a_claim_that_is_not_about_the_question_does_not_answer_it():
