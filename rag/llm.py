@@ -344,7 +344,8 @@ class LocalLLM:
                                            ctypes.byref(count)):
             self._llm.input_ids[:count.value] = tokens[:count.value]
             self._llm.n_tokens = count.value
-            os.utime(path)  # used now: the last to be pruned
+            with contextlib.suppress(OSError):  # used now: the last to be pruned (a read-only cache is fine)
+                os.utime(path)
         else:  # damaged or from another build: start from nothing (and overwrite it after this answer)
             log.warning("cannot load the saved prompt state %s; ignoring it", path)
             self._llm.reset()
