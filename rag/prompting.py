@@ -12,7 +12,7 @@ from functools import lru_cache
 from .chunking import count_tokens
 from .citations import with_digits
 from .evidence import Sentence, asks_for
-from .sources import masked, plain
+from .sources import headline, masked, plain
 
 NOT_FOUND = "NOT_FOUND"
 LANGUAGE_NAMES = {"en": "English", "nl": "Dutch (Nederlands)"}
@@ -133,10 +133,9 @@ def sentence_tokens(sentence: Sentence) -> int:
 
 
 def _heading(s: Sentence) -> str:
-    # A title derived from the first sentence (plain text files) ends with a full stop and repeats that
-    # sentence, whose figures the 1.5B model then took for the answer's: only real headlines are shown.
-    title = " ".join(s.title.split())
-    shown = f": {title}" if title and len(title) <= 120 and not title.endswith((".", "…", "...")) else ""
+    # a title derived from the first sentence repeats it, and the 1.5B model took its figures for the answer's
+    title = headline(s.title)
+    shown = f": {title}" if title else ""
     outlet = " ".join(TEMPLATE_TOKEN.sub(" ", s.outlet).split())[:60]
     return f"Article{shown} ({outlet + ', ' if outlet else ''}{s.date or 'no date'})"
 

@@ -129,6 +129,13 @@ def _title(text: str, body_start: int, kind: str, source: str) -> str:
     return first or Path(source).stem
 
 
+def headline(title: str) -> str:
+    """``title`` when it reads as a headline, else "": a plain-text article's title is its first sentence
+    (ending with a full stop, or cut at 160 characters with "..."), which says no more than that sentence."""
+    title = " ".join(title.split())
+    return title if len(title) <= 120 and not title.endswith((".", "…", "...")) else ""
+
+
 def load(root: Path, source: str, data: bytes | None = None) -> Article:
     """Decode and describe one article; raises ValueError/UnicodeError/OSError with a reason."""
     path = _safe_path(root, source)

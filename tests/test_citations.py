@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -329,6 +331,20 @@ def test_a_name_is_not_joined_to_a_year_its_own_sentence_does_not_give_it():
     (right,) = verification.check("Henk Angenent won de Elfstedentocht van 1997 [3].", evidence, question,
                                   _embed([[0.8, 0.85, 0.9]]), 0.78)
     assert right.supported and right.cited == [2, 3]
+
+
+def test_a_headline_may_name_the_subject_but_a_first_sentence_title_backs_nothing():
+    """A plain-text article's title is its first sentence: its "30 miljard dollar" is not in the cited one."""
+    first = "SoftBank overweegt een investering in OpenAI die kan oplopen tot 30 miljard dollar."
+    cited = "De gesprekken over de investering bevinden zich in een vroeg stadium."
+    question = "Hoeveel wil SoftBank investeren?"
+    claim = "SoftBank wil 30 miljard dollar investeren in OpenAI [1]."
+    for title, backed in [(first, False), ("SoftBank: 30 miljard dollar voor OpenAI", True)]:
+        evidence = [replace(_s(cited, start=200, language="nl"), title=title)]
+        (c,) = verification.check(claim, evidence, question, _embed([[0.9]]), 0.78)
+        assert c.supported is backed, title
+    assert prompting.answer_messages(question, evidence, "nl")[1]["content"].splitlines()[1].startswith(
+        "Article: SoftBank: 30 miljard dollar voor OpenAI (")
 
 
 def test_the_citation_goes_to_the_sentence_that_holds_what_the_claim_says():
