@@ -29,8 +29,9 @@ if TYPE_CHECKING:
     from .settings import Settings
     from .sources import Article
 
-# bump when chunking changes what is stored: indexes rebuild. s2: sentence spans+vectors. s3: article metadata
-CHUNKER_VERSION = "s3"
+# bump when chunking changes what is stored: indexes rebuild. s2: sentence spans+vectors. s3: article metadata.
+# s4: a plain-text article's headline line is its title (was its first sentence run on into the text after it)
+CHUNKER_VERSION = "s4"
 SOURCE = "source"  # the metadata key naming a chunk's file (relative path, '/' separators)
 DAY = "day"  # the publication date as an int, YYYYMMDD, for Chroma's $gte/$lte; absent for an undated article
 OUTLET_KEY = "outlet_key"  # the outlet as the outlet filter compares it (case and spacing ignored)

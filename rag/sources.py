@@ -117,11 +117,18 @@ def masked(text: str, kind: str) -> str:
     return _HTML_NOISE.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
 
 
+# a first line of at most 160 characters with no sentence end, then a blank line: the headline of a plain-text
+# article ("Hubble turns 35: how a flawed mirror became a triumph"), not the start of its first sentence
+_HEADLINE = re.compile(r"\s*([^\n]{1,160}?(?<![.!?…:;,]))[ \t]*\r?\n[ \t]*\r?\n")
+
+
 def _title(text: str, body_start: int, kind: str, source: str) -> str:
     if kind == "html" and (m := _HTML_TITLE.search(text)):
         return plain(m.group(1), "html")[:160] or Path(source).stem
     if kind == "markdown" and (m := re.compile(r"(?m)^#{1,3}\s+(.+)$").search(text, body_start)):
         return m.group(1).strip()[:160]
+    if kind != "html" and (m := _HEADLINE.match(text, body_start)):
+        return plain(m.group(1), "text")
     body = plain(masked(text[body_start:], kind), "text")
     first = re.split(r"(?<=[.!?])\s", body, maxsplit=1)[0] if body else ""
     if len(first) > 160:

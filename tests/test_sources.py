@@ -60,6 +60,17 @@ def test_bad_files_are_skipped_with_reasons(tmp_path):
     assert good.title == "Kop"
 
 
+def test_a_plain_text_headline_is_the_title_and_a_first_sentence_is_no_headline(tmp_path):
+    (tmp_path / "kop.txt").write_text("date 2026-01-12\nStorm sluit haven van Rotterdam\n\n"
+                                      "De haven is dicht. Schepen wachten.")
+    (tmp_path / "lede.txt").write_text("De haven is dicht.\n\nSchepen wachten op zee.")
+    (tmp_path / "long.txt").write_text("De haven van Rotterdam is twee dagen dicht " * 5 + "\n\nSchepen wachten.")
+    kop, lede, long = (sources.load(tmp_path, f"{name}.txt").title for name in ("kop", "lede", "long"))
+    assert kop == sources.headline(kop) == "Storm sluit haven van Rotterdam"
+    assert lede == "De haven is dicht." and sources.headline(lede) == ""
+    assert long.endswith("...") and sources.headline(long) == ""
+
+
 def test_path_outside_the_folder_is_refused(tmp_path):
     with pytest.raises(sources.SourceError):
         sources.read_text(tmp_path, "../etc/passwd")
