@@ -38,6 +38,17 @@ def engine(tmp_path_factory):
     return engine
 
 
+def _over(folder: str, engine: Engine, index) -> Engine:
+    """An engine over one of our development folders (``tests/data/<folder>``) that shares the loaded model."""
+    from rag.settings import Settings
+    from tests.conftest import ROOT
+
+    other = Engine(Settings(sources=ROOT / "tests" / "data" / folder, index=index))
+    other.llm = engine.llm
+    other.sync()
+    return other
+
+
 def _check(answer: Answer, engine: Engine):
     assert not answer.refused and answer.citations
     for p in answer.citations:  # every citation is an exact span of its article
@@ -288,12 +299,7 @@ def test_a_right_answer_in_the_words_of_its_sentence_is_not_refused(engine, tmp_
     that copies its sentence is no longer put to it (our explainers, tests/data/explainers). (Since prompts are
     evaluated in fixed segments the model answers that question with "The Netherlands", rightly refused, and
     this wording with the copy.)"""
-    from rag.settings import Settings
-    from tests.conftest import ROOT
-
-    explainers = Engine(Settings(sources=ROOT / "tests" / "data" / "explainers", index=tmp_path / "index"))
-    explainers.llm = engine.llm
-    explainers.sync()
+    explainers = _over("explainers", engine, tmp_path / "index")
     a = explainers.answer("Which country backed the World Bicycle Day campaign?")
     _check(a, explainers)
     assert "Turkmenistan" in a.text and "Turkmenistan" in a.citations[0].text
@@ -304,12 +310,7 @@ def test_dutch_answers_that_the_word_checks_once_refused(engine, tmp_path):
     """Right answers to Dutch questions on our Dutch explainers (tests/data/uitleg) that the word checks refused:
     a year before 1800 did not count as the answer to "In welk jaar ...?", and "hoeveel onderduikers" had to be
     named by the neighbour cited with the sentence that holds the number."""
-    from rag.settings import Settings
-    from tests.conftest import ROOT
-
-    uitleg = Engine(Settings(sources=ROOT / "tests" / "data" / "uitleg", index=tmp_path / "index"))
-    uitleg.llm = engine.llm
-    uitleg.sync()
+    uitleg = _over("uitleg", engine, tmp_path / "index")
     painted = uitleg.answer("In welk jaar voltooide Rembrandt De Nachtwacht?")
     _check(painted, uitleg)
     assert painted.language == "nl" and "1642" in painted.text and "1642" in painted.citations[0].text
