@@ -122,6 +122,13 @@ def check(text: str, evidence: list[Sentence], question: str,
         return claims
     sims = embed([c.sentence for c in claims]) @ np.vstack([s.vector for s in evidence]).T
     near = _neighbours(evidence)
+    # A plain-text article's title is its first sentence, and lent nothing ("30 miljard dollar" from the seed's
+    # first sentence backed any claim citing any of its sentences); that sentence, when it is in the evidence,
+    # is a partner like a neighbour and is cited with the sentence it helps ("Joe Biden won the 2020 election")
+    lead = {e.source: j for j, e in enumerate(evidence) if " ".join(e.text.split()) == " ".join(e.title.split())}
+    for i, e in enumerate(evidence):
+        if (j := lead.get(e.source, i)) != i and j not in near[i]:
+            near[i] = [*near[i], j]
     asked = stems(question)
     subject = focus(question)
     asked_in = detect_language(question)
@@ -135,8 +142,7 @@ def check(text: str, evidence: list[Sentence], question: str,
             text = full_names(" ".join(evidence[j].text for j in group), claim.sentence)
             # a name may come from the question, but not a number: "Serena Williams won Wimbledon in 2019"
             # repeats the question's year while the sentence is about another year. A headline may name the
-            # subject; a title that is the article's first sentence lends nothing ("30 miljard dollar" from
-            # the seed's first sentence backed any claim citing any of its sentences)
+            # subject; a title that is the article's first sentence lends only as the lead partner above
             title = headline(s.title)
             if not facts_supported(claim.sentence, f"{text} {title} {s.date}", names_also=question):
                 continue

@@ -333,7 +333,7 @@ def test_a_name_is_not_joined_to_a_year_its_own_sentence_does_not_give_it():
     assert right.supported and right.cited == [2, 3]
 
 
-def test_a_headline_may_name_the_subject_but_a_first_sentence_title_backs_nothing():
+def test_a_first_sentence_backs_a_claim_only_where_it_is_cited_while_a_headline_may_name_it():
     """A plain-text article's title is its first sentence: its "30 miljard dollar" is not in the cited one."""
     first = "SoftBank overweegt een investering in OpenAI die kan oplopen tot 30 miljard dollar."
     cited = "De gesprekken over de investering bevinden zich in een vroeg stadium."
@@ -345,6 +345,11 @@ def test_a_headline_may_name_the_subject_but_a_first_sentence_title_backs_nothin
         assert c.supported is backed, title
     assert prompting.answer_messages(question, evidence, "nl")[1]["content"].splitlines()[1].startswith(
         "Article: SoftBank: 30 miljard dollar voor OpenAI (")
+    # the first sentence itself, when it is evidence, backs the claim and is cited with the sentence it helps
+    evidence = [replace(_s(first, language="nl", n=0), title=first),
+                replace(_s(cited, start=200, language="nl", n=1), title=first)]
+    (c,) = verification.check(claim, evidence, question, _embed([[0.5, 0.9]]), 0.78)
+    assert c.supported and c.cited == [1, 2]
 
 
 def test_the_citation_goes_to_the_sentence_that_holds_what_the_claim_says():
