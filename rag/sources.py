@@ -117,30 +117,39 @@ def masked(text: str, kind: str) -> str:
     return _HTML_NOISE.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
 
 
-# a first line of at most 160 characters with no sentence end, then a blank line: the headline of a plain-text
+# a first line of at most TITLE_CHARS characters with no sentence end, then a blank line: the headline of a plain-text
 # article ("Hubble turns 35: how a flawed mirror became a triumph"), not the start of its first sentence
-_HEADLINE = re.compile(r"\s*([^\n]{1,160}?(?<![.!?…:;,]))[ \t]*\r?\n[ \t]*\r?\n")
+TITLE_CHARS = 160  # a title (headline, heading or first sentence) is cut to this many characters
+_HEADLINE = re.compile(rf"\s*([^\n]{{1,{TITLE_CHARS}}}?(?<![.!?…:;,]))[ \t]*\r?\n[ \t]*\r?\n")
 
 
 def _title(text: str, body_start: int, kind: str, source: str) -> str:
     if kind == "html" and (m := _HTML_TITLE.search(text)):
-        return plain(m.group(1), "html")[:160] or Path(source).stem
+        return plain(m.group(1), "html")[:TITLE_CHARS] or Path(source).stem
     if kind == "markdown" and (m := re.compile(r"(?m)^#{1,3}\s+(.+)$").search(text, body_start)):
-        return m.group(1).strip()[:160]
+        return m.group(1).strip()[:TITLE_CHARS]
     if kind != "html" and (m := _HEADLINE.match(text, body_start)):
         return plain(m.group(1), "text")
     body = plain(masked(text[body_start:], kind), "text")
     first = re.split(r"(?<=[.!?])\s", body, maxsplit=1)[0] if body else ""
-    if len(first) > 160:
-        first = first[:157].rsplit(" ", 1)[0] + "..."
+    if len(first) > TITLE_CHARS:
+        first = first[:TITLE_CHARS - 3].rsplit(" ", 1)[0] + "..."
     return first or Path(source).stem
 
 
 def headline(title: str) -> str:
     """``title`` when it reads as a headline, else "": a plain-text article's title is its first sentence
-    (ending with a full stop, or cut at 160 characters with "..."), which says no more than that sentence."""
+    (ending with a full stop, or cut at ``TITLE_CHARS`` with "..."), which says no more than that sentence."""
     title = " ".join(title.split())
-    return title if len(title) <= 120 and not title.endswith((".", "…", "...")) else ""
+    return title if len(title) <= TITLE_CHARS and not title.endswith((".", "…", "...")) else ""
+
+
+def is_lead(sentence: str, title: str) -> bool:
+    """Whether ``title`` is ``sentence`` taken as the title: a plain-text article's first sentence, whole or
+    cut at ``TITLE_CHARS`` with "..."."""
+    sentence, title = " ".join(sentence.split()), " ".join(title.split())
+    return sentence == title or (title.endswith("...") and len(sentence) > TITLE_CHARS - 3
+                                 and sentence.startswith(title[:-3]))
 
 
 def load(root: Path, source: str, data: bytes | None = None) -> Article:
@@ -163,7 +172,7 @@ def load(root: Path, source: str, data: bytes | None = None) -> Article:
         source=source,
         text=text,
         sha256=hashlib.sha256(data).hexdigest(),
-        title=meta.title[:160] or _title(text, body_start, kind, source),
+        title=meta.title[:TITLE_CHARS] or _title(text, body_start, kind, source),
         date=date,
         language=meta.language if meta.language in LANGUAGES else detect_language(
             plain(masked(text[body_start:], kind), "text")),

@@ -29,7 +29,7 @@ import numpy as np
 
 from .citations import facts_supported, full_names, markers, names, numbers, split_sentences, strip_markers
 from .evidence import Sentence, adds_answer, asks_for, max_answer, stems, uncovered, without_dates, words, years
-from .sources import detect_language, headline
+from .sources import detect_language, headline, is_lead
 
 # Words an answer may use that its evidence need not hold: how answers are phrased, units and currencies.
 GENERIC = stems(
@@ -125,10 +125,11 @@ def check(text: str, evidence: list[Sentence], question: str,
     # A plain-text article's title is its first sentence, and lent nothing ("30 miljard dollar" from the seed's
     # first sentence backed any claim citing any of its sentences); that sentence, when it is in the evidence,
     # is a partner like a neighbour and is cited with the sentence it helps ("Joe Biden won the 2020 election")
-    lead = {e.source: j for j, e in enumerate(evidence) if " ".join(e.text.split()) == " ".join(e.title.split())}
+    lead = {e.source: j for j, e in enumerate(evidence) if is_lead(e.text, e.title)}
     for i, e in enumerate(evidence):
         if (j := lead.get(e.source, i)) != i and j not in near[i]:
             near[i] = [*near[i], j]
+    titles = [headline(e.title) for e in evidence]
     asked = stems(question)
     subject = focus(question)
     asked_in = detect_language(question)
@@ -143,7 +144,7 @@ def check(text: str, evidence: list[Sentence], question: str,
             # a name may come from the question, but not a number: "Serena Williams won Wimbledon in 2019"
             # repeats the question's year while the sentence is about another year. A headline may name the
             # subject; a title that is the article's first sentence lends only as the lead partner above
-            title = headline(s.title)
+            title = titles[i]
             if not facts_supported(claim.sentence, f"{text} {title} {s.date}", names_also=question):
                 continue
             if len(group) > 1 and _year_of_another_fact(claim.sentence, [evidence[j].text for j in group], question):

@@ -350,6 +350,14 @@ def test_a_first_sentence_backs_a_claim_only_where_it_is_cited_while_a_headline_
                 replace(_s(cited, start=200, language="nl", n=1), title=first)]
     (c,) = verification.check(claim, evidence, question, _embed([[0.5, 0.9]]), 0.78)
     assert c.supported and c.cited == [1, 2]
+    # also a first sentence too long to be the title whole (cut with "...")
+    long = first[:-1] + (", zo melden ingewijden die niet bij naam genoemd willen worden omdat de gesprekken "
+                         "vertrouwelijk zijn en nog kunnen mislukken.")
+    title = long[:157].rsplit(" ", 1)[0] + "..."
+    evidence = [replace(_s(long, language="nl", n=0), title=title),
+                replace(_s(cited, start=300, language="nl", n=1), title=title)]
+    (c,) = verification.check(claim, evidence, question, _embed([[0.5, 0.9]]), 0.78)
+    assert c.supported and c.cited == [1, 2]
 
 
 def test_the_citation_goes_to_the_sentence_that_holds_what_the_claim_says():

@@ -69,6 +69,12 @@ def test_a_plain_text_headline_is_the_title_and_a_first_sentence_is_no_headline(
     assert kop == sources.headline(kop) == "Storm sluit haven van Rotterdam"
     assert lede == "De haven is dicht." and sources.headline(lede) == ""
     assert long.endswith("...") and sources.headline(long) == ""
+    # a headline is a headline up to the length of any title (it once lent nothing past 120 characters)
+    (tmp_path / "kop140.txt").write_text("Storm sluit haven van Rotterdam " * 4 + "voor twee dagen\n\nDe haven dicht.")
+    kop140 = sources.load(tmp_path, "kop140.txt").title
+    assert len(kop140) > 140 and sources.headline(kop140) == kop140
+    assert sources.is_lead("De haven is dicht.", lede) and not sources.is_lead("Schepen wachten op zee.", lede)
+    assert sources.is_lead("De haven van Rotterdam is twee dagen dicht " * 5, long)
 
 
 def test_path_outside_the_folder_is_refused(tmp_path):
