@@ -120,17 +120,18 @@ def in_digits(text: str, threshold: int = 3) -> str:
 def numbers(text: str) -> set[float]:
     """Numeric values in a text, in digits or words, scale words applied in English and Dutch ('30 miljard'
     == '30 billion', 'achthonderd miljard' == '800 billion')."""
-    out: set[float] = set()
-    text = in_digits(strip_markers(text))
-    for m in _NUMBER.finditer(text):
-        value = _parse_number(m.group(1))
-        if value is None:
-            continue
-        scale = m.group(2)
-        if scale and (scale.lower() not in {"k", "m", "b"} or m.group(1)[0].isdigit()):
-            value *= _SCALE[scale.lower()]
-        out.add(round(value, 6))
-    return out
+    return {v for m in _NUMBER.finditer(in_digits(strip_markers(text))) if (v := _value(m)) is not None}
+
+
+def _value(m: re.Match) -> float | None:
+    """The value of a ``_NUMBER`` match, its scale word applied."""
+    value = _parse_number(m.group(1))
+    if value is None:
+        return None
+    scale = m.group(2)
+    if scale and (scale.lower() not in {"k", "m", "b"} or m.group(1)[0].isdigit()):
+        value *= _SCALE[scale.lower()]
+    return round(value, 6)
 
 
 def names(sentence: str) -> list[str]:
@@ -145,12 +146,36 @@ def _name_in(name: str, tokens: set[str]) -> bool:
     return any(t[:5] == low[:5] and len(low) >= 5 or SequenceMatcher(None, low, t).ratio() >= 0.8 for t in tokens)
 
 
+# Words before a number that put a floor or a ceiling under it, in English and Dutch.
+_FLOOR = ("at least", "more than", "over", "just over", "upwards of", "minstens", "ten minste", "tenminste",
+          "minimaal", "ruim", "meer dan")
+_CEILING = ("up to", "at most", "less than", "fewer than", "under", "almost", "nearly", "just under", "tot",
+            "hooguit", "maximaal", "ten hoogste", "minder dan", "bijna", "vrijwel", "krap")
+_BOUNDED = re.compile(r"\b(" + "|".join(sorted(_FLOOR + _CEILING, key=len, reverse=True)) + r")\s+[$€£]?\s*$",
+                      re.IGNORECASE)
+
+
+def bounds(text: str) -> dict[float, set[str]]:
+    """For each number of ``text``, how the words before it bound it: "floor" ("at least 50", "ruim 20"),
+    "ceiling" ("up to 30", "bijna 11"), "" (no such word). A number may occur more than once."""
+    out: dict[float, set[str]] = {}
+    text = in_digits(strip_markers(text))
+    for m in _NUMBER.finditer(text):
+        if (value := _value(m)) is not None:
+            b = _BOUNDED.search(text[max(0, m.start() - 20):m.start()])
+            kind = "" if b is None else "floor" if b.group(1).lower() in _FLOOR else "ceiling"
+            out.setdefault(value, set()).add(kind)
+    return out
+
+
 def facts_supported(sentence: str, passage: str, names_also: str = "") -> bool:
-    """Every number of ``sentence`` occurs in ``passage`` and every name in ``passage`` or ``names_also``
-    (across English and Dutch)."""
-    have = numbers(passage)
-    for value in numbers(sentence):
-        if not any(abs(value - h) <= 1e-6 * max(1.0, abs(h)) for h in have):
+    """Every number of ``sentence`` occurs in ``passage``, with the floor or ceiling the sentence puts on it
+    ("up to 50 billion" is backed by neither "minstens 50 miljard" nor "50 miljard"), and every name in
+    ``passage`` or ``names_also`` (across English and Dutch)."""
+    have = bounds(passage)
+    for value, said in bounds(sentence).items():
+        held = set().union(*(kinds for h, kinds in have.items() if abs(value - h) <= 1e-6 * max(1.0, abs(h))))
+        if not held or not said - {""} <= held:
             return False
     tokens = {t.lower() for t in _TOKEN.findall(f"{passage} {names_also}")}
     return all(_name_in(n, tokens) for n in names(sentence))

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from rag import answering as A, evidence as E, prompting, verification
-from rag.citations import facts_supported, full_names, markers, numbers, split_sentences
+from rag.citations import bounds, facts_supported, full_names, markers, numbers, split_sentences
 from rag.errors import QuestionError
 from rag.evidence import Sentence
 from rag.records import Passage
@@ -52,14 +52,19 @@ def test_the_model_reads_numbers_in_digits_and_units_and_figure_kinds_in_its_own
     dutch = ("Een waardering die richting de achthonderd miljard dollar gaat, goed voor een belang van circa elf "
              "procent.")
     assert view(dutch, "text", "nl") == dutch.replace("achthonderd", "800").replace("elf", "11")
+    # for a reader of the other language, the units after a number and the bound before it in theirs
     assert view(dutch, "text", "nl", "en") == ("Een waardering die richting de 800 billion dollar gaat, goed voor "
-                                               "een belang van circa 11 percent.")
+                                               "een belang van about 11 percent.")
     # the word for the kind of figure, glossed where the question uses it
     assert view(dutch, "text", "nl", "en", "What stake does SoftBank hold?") == (
-        "Een waardering die richting de 800 billion dollar gaat, goed voor een belang (stake) van circa 11 percent.")
+        "Een waardering die richting de 800 billion dollar gaat, goed voor een belang (stake) van about 11 percent.")
     english = "The loan runs approximately two years; one of them said $8.5 billion."
     assert view(english, "text", "en") == english  # small numbers stay words, "8.5 billion" stays whole
-    assert view(english, "text", "en", "nl") == "The loan runs approximately 2 jaar; one of them said $8.5 miljard."
+    assert view(english, "text", "en", "nl") == "The loan runs ongeveer 2 jaar; one of them said $8.5 miljard."
+    assert view("kan uitkomen op minstens vijftig miljard, tot 2027", "text", "nl", "en") == (
+        "kan uitkomen op at least 50 billion, up to 2027")
+    assert view("It closed at over 300 points, over time", "text", "en", "nl") == (
+        "It closed at ruim 300 points, over time")
     assert view("Its stake grew; the share fell.", "text", "en", "nl", "Hoe groot is het belang?") == (
         "Its stake (belang) grew; the share fell.")
     # not where the question asks for something else: "Wat eisen kredietverstrekkers als de waardering daalt?"
@@ -89,6 +94,23 @@ def test_facts_supported():
     assert not facts_supported(claim, ranking)
     other = "The men's year-end No. 1 in 2019 is Toni Nadal."
     assert not facts_supported(other, full_names(ranking, other))
+
+
+def test_a_number_a_claim_bounds_is_backed_only_by_the_same_bound():
+    # the seed says the round could reach "minstens vijftig miljard dollar"; the 1.5B model answered "up to 50
+    # billion dollars", and the section heading "Financieringsronde van vijftig miljard" backed it
+    nl = "Die ronde zou kunnen uitkomen op minstens vijftig miljard dollar."
+    assert bounds(nl) == {50e9: {"floor"}}
+    assert bounds("up to $30 billion, almost 11 percent, 2 years, over 300 people") == {
+        30e9: {"ceiling"}, 11.0: {"ceiling"}, 2.0: {""}, 300.0: {"floor"}}
+    for claim in ("The round could be at least 50 billion dollars.", "It could be more than $50 billion [1].",
+                  "The round could be 50 billion dollars."):
+        assert facts_supported(claim, nl), claim
+    for claim in ("The round could be up to 50 billion dollars.", "The round is almost 50 billion [1]."):
+        assert not facts_supported(claim, nl), claim
+        assert not facts_supported(claim, "Financieringsronde van vijftig miljard"), claim
+    assert facts_supported("It is up to 50 billion.", f"{nl} Het bedrag kan oplopen tot 50 miljard.")
+    assert not facts_supported("It could be more than 30 billion.", "die kan oplopen tot 30 miljard dollar")
 
 
 def test_split_sentences_keeps_markers():
