@@ -119,8 +119,8 @@ _GLOSS = {to: re.compile(r"\b(" + "|".join(sorted(words, key=len, reverse=True))
 def sentence_view(text: str, kind: str, language: str = "en", reader: str = "", asked: str = "") -> str:
     """A sentence as the model sees it: markup blanked, template tokens removed, numbers in digits; "" for a
     planted instruction. For a ``reader`` of another language, the units after a number and the words that
-    bound it before ("minstens", "up to") are in theirs, and the
-    word that says what kind of figure ``asked`` (the question) asks for ("belang", "waardering") is glossed."""
+    bound it before ("minstens", "up to") are in theirs, and the word that says what kind of figure ``asked``
+    (the question) asks for ("belang", "waardering") is glossed."""
     view = plain(TEMPLATE_TOKEN.sub(" ", masked(text, kind)), kind)
     if _PLANTED.search(view):
         return ""
