@@ -76,25 +76,6 @@ _UNITS = {
 }
 _UNIT = {to: re.compile(r"(?<=\d) (" + "|".join(sorted(units, key=len, reverse=True)) + r")\b", re.IGNORECASE)
          for to, units in _UNITS.items()}
-# The words before a number that bound or round it, in the reader's language, like the units after it: asked in
-# Dutch about "approximately two years" the 1.5B model answered "approximately 2 jaar", and with "ongeveer 2
-# jaar" in view "ongeveer 2 jaar". It may still turn a bound around ("up to 50 billion" for "minstens 50
-# billion"): the claim check stops that (``citations.bounds``). Only before a figure: "tot", "over" and
-# "about" mean other things elsewhere.
-_BOUNDS = {
-    "en": {"minstens": "at least", "ten minste": "at least", "tenminste": "at least", "minimaal": "at least",
-           "ruim": "more than", "meer dan": "more than", "bijna": "almost", "vrijwel": "almost",
-           "circa": "about", "ongeveer": "about", "zo'n": "about", "rond de": "about", "maximaal": "at most",
-           "hooguit": "at most", "ten hoogste": "at most", "tot": "up to", "minder dan": "less than",
-           "krap": "just under"},
-    "nl": {"at least": "minstens", "more than": "meer dan", "over": "ruim", "almost": "bijna", "nearly": "bijna",
-           "about": "ongeveer", "around": "ongeveer", "approximately": "ongeveer", "roughly": "ongeveer",
-           "some": "zo'n", "at most": "hooguit", "up to": "tot", "less than": "minder dan", "fewer than": "minder dan",
-           "just under": "net onder", "just over": "net boven"},
-}
-_BOUND = {to: re.compile(r"\b(" + "|".join(sorted(map(re.escape, bounds), key=len, reverse=True))
-                         + r") (?=[$€£]?\d)", re.IGNORECASE)
-          for to, bounds in _BOUNDS.items()}
 # The words that say what kind of figure a number is, glossed in the reader's language after the word.
 # Asked in English "What stake in OpenAI does SoftBank hold?" about "... goed voor een belang van circa 11
 # procent", the 1.5B model answered with the "30 miljard dollar" of another sentence; asked for the
@@ -118,9 +99,8 @@ _GLOSS = {to: re.compile(r"\b(" + "|".join(sorted(words, key=len, reverse=True))
 
 def sentence_view(text: str, kind: str, language: str = "en", reader: str = "", asked: str = "") -> str:
     """A sentence as the model sees it: markup blanked, template tokens removed, numbers in digits; "" for a
-    planted instruction. For a ``reader`` of another language, the units after a number and the words that
-    bound it before ("minstens", "up to") are in theirs, and the word that says what kind of figure ``asked``
-    (the question) asks for ("belang", "waardering") is glossed."""
+    planted instruction. For a ``reader`` of another language, the units after a number are in theirs and the
+    word that says what kind of figure ``asked`` (the question) asks for ("belang", "waardering") is glossed."""
     view = plain(TEMPLATE_TOKEN.sub(" ", masked(text, kind)), kind)
     if _PLANTED.search(view):
         return ""
@@ -128,7 +108,6 @@ def sentence_view(text: str, kind: str, language: str = "en", reader: str = "", 
         return with_digits(view, language)
     units, glosses = _UNITS[reader], _GLOSSES[reader]
     view = _UNIT[reader].sub(lambda m: " " + units[m.group(1).lower()], with_digits(view, language, threshold=2))
-    view = _BOUND[reader].sub(lambda m: _BOUNDS[reader][m.group(1).lower()] + " ", view)
     used = _asked_with(reader, asked)
 
     def gloss(m: re.Match) -> str:

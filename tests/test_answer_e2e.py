@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 
 import pytest
 
@@ -85,17 +84,6 @@ def test_dutch_question_about_the_english_article(engine):
     _check(a, engine)
     assert a.language == "nl" and "10" in a.text
     assert a.citations[0].source == EN
-
-
-def test_a_bound_on_a_figure_reads_in_the_question_language_and_is_not_turned_around(engine):
-    # "approximately two years" reaches a Dutch reader as "ongeveer 2 jaar" (the answer said "approximately 2 jaar")
-    a = engine.answer("Wat is de verwachte looptijd van de lening?")
-    _check(a, engine)
-    assert a.language == "nl" and "2 jaar" in a.text.replace("twee", "2") and "approximately" not in a.text
-    # the round could reach "minstens vijftig miljard dollar": the model answered "up to 50 billion dollars",
-    # citing the heading "Financieringsronde van vijftig miljard"; a claim whose bound no source states is refused
-    a = engine.answer("How large could OpenAI's new funding round be?")
-    assert a.refused or not re.search(r"\b(up to|at most|almost|nearly|less than)\b", a.text), a.text
 
 
 def test_follow_up_question_is_condensed(engine):

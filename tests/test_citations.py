@@ -52,19 +52,14 @@ def test_the_model_reads_numbers_in_digits_and_units_and_figure_kinds_in_its_own
     dutch = ("Een waardering die richting de achthonderd miljard dollar gaat, goed voor een belang van circa elf "
              "procent.")
     assert view(dutch, "text", "nl") == dutch.replace("achthonderd", "800").replace("elf", "11")
-    # for a reader of the other language, the units after a number and the bound before it in theirs
     assert view(dutch, "text", "nl", "en") == ("Een waardering die richting de 800 billion dollar gaat, goed voor "
-                                               "een belang van about 11 percent.")
+                                               "een belang van circa 11 percent.")
     # the word for the kind of figure, glossed where the question uses it
     assert view(dutch, "text", "nl", "en", "What stake does SoftBank hold?") == (
-        "Een waardering die richting de 800 billion dollar gaat, goed voor een belang (stake) van about 11 percent.")
+        "Een waardering die richting de 800 billion dollar gaat, goed voor een belang (stake) van circa 11 percent.")
     english = "The loan runs approximately two years; one of them said $8.5 billion."
     assert view(english, "text", "en") == english  # small numbers stay words, "8.5 billion" stays whole
-    assert view(english, "text", "en", "nl") == "The loan runs ongeveer 2 jaar; one of them said $8.5 miljard."
-    assert view("kan uitkomen op minstens vijftig miljard, tot 2027", "text", "nl", "en") == (
-        "kan uitkomen op at least 50 billion, up to 2027")
-    assert view("It closed at over 300 points, over time", "text", "en", "nl") == (
-        "It closed at ruim 300 points, over time")
+    assert view(english, "text", "en", "nl") == "The loan runs approximately 2 jaar; one of them said $8.5 miljard."
     assert view("Its stake grew; the share fell.", "text", "en", "nl", "Hoe groot is het belang?") == (
         "Its stake (belang) grew; the share fell.")
     # not where the question asks for something else: "Wat eisen kredietverstrekkers als de waardering daalt?"

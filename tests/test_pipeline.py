@@ -63,6 +63,17 @@ def test_every_refusal_path_refuses_in_the_question_language(engine, reply, ques
                       else "The sources do not contain the answer to this question.")
 
 
+@pytest.mark.parametrize("bound,refused", [("at least ", False), ("", False), ("up to ", True), ("almost ", True)])
+def test_a_claim_keeps_the_bound_its_sentence_puts_on_a_figure(engine, bound, refused):
+    # the seed: "Die ronde zou ... kunnen uitkomen op minstens vijftig miljard dollar"; the real model once
+    # answered "up to 50 billion dollars"
+    model = ScriptedChatModel(
+        lambda m: f"OpenAI's new funding round could be {bound}50 billion dollars [{sentence_number(m, 'minstens')}].")
+    a = _ask(engine, model, "How large could OpenAI's new funding round be?")
+    assert a.refused == refused, a.text
+    assert refused or any("vijftig miljard" in c.text for c in a.citations)
+
+
 def test_the_stream_is_text_then_the_answer(engine):
     engine.llm = ScriptedChatModel(lambda m: f"The loan is $10 billion [{sentence_number(m, LOAN)}].")
     stream = engine.stream_answer("How large is SoftBank's margin loan?")
