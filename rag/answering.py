@@ -471,8 +471,7 @@ class Pipeline:
         run.claims = verification.check(run.raw, run.evidence, run.standalone, self._embed,
                                         self.settings.support_threshold)
         t = run.mark("verify_s", t)
-        thresholds = {"en": self.settings.judge_threshold, "nl": self.settings.dutch_judge_threshold}
-        if any(thresholds.values()):
+        if self.settings.judge_threshold > 0:
             def ask(sentences: list[Sentence], claim: str) -> float | None:
                 return self._llm().yes_probability(prompting.judge_messages(sentences, claim, run.language,
                                                                              run.standalone))
@@ -485,16 +484,15 @@ class Pipeline:
             # on RGB ids 0-49 and the seed sets the question check stopped wrong answers to who / which /
             # what questions only (3 of 32 wrong answers more, none of 52 right ones), at 1.2 s a claim
             asks = self.settings.question_threshold > 0 and E.asks_for(run.standalone) != "number"
-            run.claims = verification.judge(run.claims, run.evidence, ask, thresholds,
+            run.claims = verification.judge(run.claims, run.evidence, ask, self.settings.judge_threshold,
                                             answers if asks else None, self.settings.question_threshold)
             run.mark("judge_s", t)
         if all(verification.is_disguised_refusal(c.text) for c in run.claims):
             raise Refusal(f"the answer says the sources do not hold it: {run.raw!r}")
         if not verification.answers_question(run.standalone, run.claims, run.evidence):
             # which yes/no stopped a claim, if one did: the word checks leave both P values unset
-            bar = {c.sentence: thresholds.get(detect_language(c.sentence), 0.0) for c in run.claims}
-            stopped = [f"claim check P(yes) {c.entailment} < {bar[c.sentence]}" for c in run.claims
-                       if c.entailment is not None and c.entailment < bar[c.sentence]]
+            stopped = [f"claim check P(yes) {c.entailment} < {self.settings.judge_threshold}" for c in run.claims
+                       if c.entailment is not None and c.entailment < self.settings.judge_threshold]
             stopped += [f"question check P(yes) {c.answered} < {self.settings.question_threshold}" for c in run.claims
                         if c.answered is not None and c.answered < self.settings.question_threshold]
             raise Unsupported(f"no supported claim answers the question: {run.raw!r}"

@@ -85,11 +85,6 @@ class Settings(BaseSettings):
         0.8, ge=0, le=1, description="Least probability of 'yes' when the LLM is asked whether the cited sentences "
         "state an English answer sentence (0: no such check).",
     )
-    dutch_judge_threshold: float = Field(
-        0.5, ge=0, le=1, description="Least probability of 'yes' when the LLM is asked whether the cited sentences "
-        "state a Dutch answer sentence (0: no such check). Lower than for English: the 1.5B model reads Dutch less "
-        "surely and gave right Dutch claims 0.56-0.99.",
-    )
     question_threshold: float = Field(
         0.7, ge=0, le=1, description="Least probability of 'yes' when the LLM is asked whether the cited sentences "
         "answer a question that does not ask for a number, for English answers (0: no such check).",

@@ -209,28 +209,21 @@ def _year_of_another_fact(claim: str, texts: list[str], question: str) -> bool:
 
 
 def judge(claims: list[Claim], evidence: list[Sentence], ask: Callable[[list[Sentence], str], float | None],
-          thresholds: dict[str, float], answers: Callable[[list[Sentence]], float | None] | None = None,
+          threshold: float, answers: Callable[[list[Sentence]], float | None] | None = None,
           answers_threshold: float = 0.0) -> list[Claim]:
-    """The claims, each supported one asked about once more: ``ask(sentences, claim)`` is the LLM's
+    """The claims, each supported English one asked about once more: ``ask(sentences, claim)`` is the LLM's
     probability that ``sentences`` (the cited ones with their neighbours) state the claim; below
-    ``thresholds[language of the claim]`` the claim is unsupported (a language without one, or 0, is not
-    asked). ``answers(sentences)``, where given, is its probability that the same sentences answer the
-    question; below ``answers_threshold`` an English claim is unsupported too.
+    ``threshold`` the claim is unsupported. ``answers(sentences)``, where given, is its probability that the
+    same sentences answer the question; below ``answers_threshold`` the claim is unsupported too.
 
     The word checks cannot see what a claim says happened: "Serena Williams won Wimbledon in 2019" passes
     them on "Wimbledon 2019 – women's singles: Serena Williams and Johanna Konta", the question lending
     "won". Measured on RGB ids 0-49 (answers with and without the answer's snippets) with the 1.5B model:
     at 0.8 it keeps 33 of 35 right answers and stops 12 of 27 wrong ones (AUC 0.81), about 1.2 s a claim
-    (AMD EPYC, 2 cores). A claim can be stated and still not answer: "SoftBank is providing the margin loan"
-    for "Which banks are providing the margin loan?" is stated by "the Japanese conglomerate intends to
-    secure a $10 billion margin loan" (P 0.875), which does not answer (P 0.625).
-
-    The model reads Dutch less surely: over the 42 Dutch claims of the development sets that reached this
-    check (seeds, absent-answer, cross-language and uitleg questions, 2026-11-30, AMD EPYC family 26 model 2)
-    right ones that are not copies scored 0.565-0.993, so Dutch claims have a bar of their own (0.5); it stops
-    "SoftBank gebruikt aandelen Arm als onderpand" (0.452; the loan is backed by its OpenAI stake) and the
-    loan's "$10 miljard" given as the price of a ChatGPT subscription (0.436). Dutch claims get no question
-    check: right ones scored 0.47-0.92 there, wrong ones 0.52-0.90.
+    (AMD EPYC, 2 cores). Only English claims: the same model gave right Dutch answers on the seeds 0.38-0.58.
+    A claim can be stated and still not answer: "SoftBank is providing the margin loan" for "Which banks are
+    providing the margin loan?" is stated by "the Japanese conglomerate intends to secure a $10 billion
+    margin loan" (P 0.875), which does not answer (P 0.625).
 
     A claim that copies one cited sentence of its language (all its content words and numbers there) is not
     asked about: on the development sets (seeds, our explainers, RGB ids 0-49, answered with the checks
@@ -242,13 +235,12 @@ def judge(claims: list[Claim], evidence: list[Sentence], ask: Callable[[list[Sen
     near = _neighbours(evidence)
     out = []
     for c in claims:
-        language = detect_language(c.sentence)
-        if c.supported and (threshold := thresholds.get(language, 0.0)) > 0:
+        if c.supported and threshold > 0 and detect_language(c.sentence) == "en":
             shown = [evidence[j] for j in sorted({j for n in c.cited for j in [n - 1, *near[n - 1]]})]
-            if not _copies(c, evidence, language) and (p := ask(shown, c.sentence)) is not None:
+            if not _copies(c, evidence, "en") and (p := ask(shown, c.sentence)) is not None:
                 ok = p >= threshold
                 c = replace(c, cited=c.cited if ok else [], supported=ok, entailment=round(p, 4))
-            if c.supported and language == "en" and answers is not None and (q := answers(shown)) is not None:
+            if c.supported and answers is not None and (q := answers(shown)) is not None:
                 ok = q >= answers_threshold
                 c = replace(c, cited=c.cited if ok else [], supported=ok, answered=round(q, 4))
         out.append(c)

@@ -205,30 +205,6 @@ def test_the_model_tells_a_sentence_that_states_a_claim_from_one_that_names_its_
     assert ask(states) >= threshold > ask(names_only)
 
 
-@pytest.mark.parametrize("sentence,stated,not_stated", [
-    ("According to Bloomberg, the Japanese conglomerate intends to secure a $10 billion margin loan backed by its "
-     "stake in OpenAI.", "De margelening van SoftBank is gedekt door zijn belang in OpenAI.",
-     "De margelening van SoftBank is gedekt door aandelen Arm."),
-    ("Tegelijkertijd maakte SoftBank kapitaal vrij door afscheid te nemen van zijn positie in Nvidia en door andere "
-     "financiële constructies te gebruiken, onder meer met aandelen Arm als onderpand.",
-     "SoftBank gebruikt aandelen Arm als onderpand in andere financiële constructies.",
-     "SoftBank gebruikt zijn belang in OpenAI als onderpand."),
-])
-def test_the_model_tells_a_dutch_claim_its_sentence_states_from_one_it_does_not(engine, sentence, stated,
-                                                                                not_stated):
-    """The judge of rag.verification.judge on Dutch claims, with the real model, at the Dutch bar."""
-    from rag import prompting
-    from rag.evidence import Sentence
-    from rag.sources import detect_language
-
-    shown = Sentence("x.txt", "", "", detect_language(sentence), "text", 0, len(sentence), sentence, None)
-
-    def ask(claim: str) -> float:
-        return engine.llm.yes_probability(prompting.judge_messages([shown], claim, "nl"))
-
-    assert ask(stated) >= engine.settings.dutch_judge_threshold > ask(not_stated)
-
-
 def test_the_model_tells_a_sentence_that_answers_a_question_from_one_that_shares_its_subject(engine):
     """The question check of rag.verification.judge, with the real model."""
     from rag import prompting

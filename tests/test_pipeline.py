@@ -193,27 +193,18 @@ def test_a_claim_that_copies_its_sentence_is_not_asked_about_but_one_word_more_i
     assert not a.refused and len(model.judged) == 1 and a.claims[0].entailment == 0.95
 
 
-def test_a_dutch_claim_is_judged_by_its_own_bar_and_no_probability_means_no_judgement(engine):
-    dutch = "SoftBank wil mogelijk tot 30 miljard dollar in OpenAI investeren [{}]."  # "mogelijk": not a copy
-    question = "Hoeveel wil SoftBank mogelijk in OpenAI investeren?"
-    model = ScriptedChatModel(lambda m: dutch.format(sentence_number(m, "30 miljard")), yes=0.6)
-    a = _ask(engine, model, question)  # above the Dutch bar (0.5), below the English one (0.8)
-    assert not a.refused and len(model.judged) == 1 and a.claims[0].entailment == 0.6
-    model = ScriptedChatModel(lambda m: dutch.format(sentence_number(m, "30 miljard")), yes=0.4)
-    a = _ask(engine, model, question)
-    assert a.refused and "claim check P(yes) 0.4 < 0.5" in a.refusal_reason
-    # a Dutch claim is not put to the question check: one call, for a question that does not ask for a number
-    ceo = "Sam Altman is de topman van OpenAI [{}]."
-    model = ScriptedChatModel(lambda m: ceo.format(sentence_number(m, "Sam Altman")), yes=0.6)
-    a = _ask(engine, model, "Wie is de topman van OpenAI?")
-    assert not a.refused and len(model.judged) == 1 and a.claims[0].answered is None
+def test_dutch_claims_are_not_judged_and_no_probability_means_no_judgement(engine):
+    dutch = "SoftBank wil tot 30 miljard dollar investeren [{}]."
+    model = ScriptedChatModel(lambda m: dutch.format(sentence_number(m, "30 miljard")), yes=0.0)
+    a = _ask(engine, model, "Hoeveel wil SoftBank mogelijk in OpenAI investeren?")
+    assert not a.refused and not model.judged and a.claims[0].entailment is None
     model = ScriptedChatModel(_loan_answer, yes=None)  # a server without log-probabilities
     a = _ask(engine, model, "How large is SoftBank's margin loan?")
     assert not a.refused and len(model.judged) == 1 and a.claims[0].entailment is None
 
 
 def test_a_judge_threshold_of_zero_turns_the_check_off(engine):
-    engine.settings = engine.settings.model_copy(update={"judge_threshold": 0.0, "dutch_judge_threshold": 0.0})
+    engine.settings = engine.settings.model_copy(update={"judge_threshold": 0.0})
     model = ScriptedChatModel(_loan_answer, yes=0.0)
     a = _ask(engine, model, "How large is SoftBank's margin loan?")
     assert not a.refused and not model.judged
