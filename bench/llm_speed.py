@@ -55,7 +55,7 @@ class PromptLookupLLM:
         self._llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_batch=512, logits_all=True,
                           draft_model=LlamaPromptLookupDecoding(num_pred_tokens=draft_tokens), verbose=False)
 
-    def stream(self, messages, max_tokens):
+    def stream(self, messages, max_tokens, tokens=None):
         for part in self._llm.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0,
                                                      stream=True):
             delta = part["choices"][0]["delta"].get("content")
@@ -71,7 +71,7 @@ class ScriptedNotFound:
 
     name = "not-found"
 
-    def stream(self, messages, max_tokens):
+    def stream(self, messages, max_tokens, tokens=None):
         yield "NOT_FOUND"
 
     def yes_probability(self, messages):
@@ -86,9 +86,9 @@ class Recorder:
         self.messages: list[dict[str, str]] = []
         self.output = ""
 
-    def stream(self, messages, max_tokens):
+    def stream(self, messages, max_tokens, tokens=None):
         self.messages, self.output = messages, ""
-        for piece in self.inner.stream(messages, max_tokens):
+        for piece in self.inner.stream(messages, max_tokens, tokens):
             self.output += piece
             yield piece
 

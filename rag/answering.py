@@ -281,6 +281,7 @@ class Run:
     passages: list[Passage] = field(default_factory=list)
     evidence: list[Sentence] = field(default_factory=list)
     raw: str = ""
+    confidence: float | None = None  # how sure the model was of the words of ``raw`` (verification.confidence)
     claims: list[Claim] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     copies: dict[tuple[str, int], list[str]] = field(default_factory=dict)  # (source, start) -> copies' sources
@@ -444,8 +445,9 @@ class Pipeline:
                                              run.today.isoformat() if about_time else "")
         t = time.perf_counter()
         pieces: list[str] = []
+        tokens: list[tuple[str, float]] = []
         try:
-            for piece in hold_back(self._llm().stream(messages, self.settings.max_answer_tokens)):
+            for piece in hold_back(self._llm().stream(messages, self.settings.max_answer_tokens, tokens)):
                 if not pieces:
                     run.mark("first_token_s", run.started)
                 pieces.append(piece)
@@ -455,6 +457,7 @@ class Pipeline:
             raise
         run.mark("generate_s", t)
         run.raw = "".join(pieces)
+        run.confidence = verification.confidence(tokens)
         if is_refusal(run.raw):
             raise Refusal("the model found no answer in the evidence")
         if answer_language(run.raw, run.standalone) != run.language:
@@ -463,10 +466,16 @@ class Pipeline:
             t = time.perf_counter()
             messages += [{"role": "assistant", "content": run.raw},
                          {"role": "user", "content": prompting.rewrite_in(run.language)}]
-            run.raw = "".join(self._llm().stream(messages, self.settings.max_answer_tokens)).strip() or run.raw
+            tokens = []
+            if rewritten := "".join(self._llm().stream(messages, self.settings.max_answer_tokens, tokens)).strip():
+                run.raw, run.confidence = rewritten, verification.confidence(tokens)
             run.mark("language_s", t)
 
     def _verify(self, run: Run) -> None:
+        bar = self.settings.confidence_threshold
+        if run.confidence is not None and run.confidence < bar:
+            raise Unsupported(f"the model was unsure of its own words (token probability {run.confidence:.2f} < "
+                              f"{bar}): {run.raw!r}")
         t = time.perf_counter()
         run.claims = verification.check(run.raw, run.evidence, run.standalone, self._embed,
                                         self.settings.support_threshold)

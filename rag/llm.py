@@ -37,8 +37,10 @@ class ChatModel(Protocol):
 
     name: str
 
-    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
-        """Yield the reply to ``messages`` piece by piece (greedy decoding)."""
+    def stream(self, messages: list[dict[str, str]], max_tokens: int,
+               tokens: list[tuple[str, float]] | None = None) -> Iterator[str]:
+        """Yield the reply to ``messages`` piece by piece (greedy decoding). Where the backend can, it appends
+        each generated token and the probability the model gave it to ``tokens``."""
 
     def yes_probability(self, messages: list[dict[str, str]]) -> float | None:
         """How likely the reply to ``messages`` starts with "yes" rather than "no" (0..1), read from the
@@ -167,11 +169,21 @@ class LocalLLM:
         except Exception as e:  # noqa: BLE001 - llama_cpp raises ValueError or RuntimeError, by version
             raise LLMUnavailable(f"cannot load {path}: {e}") from None
 
-    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
+    def stream(self, messages: list[dict[str, str]], max_tokens: int,
+               tokens: list[tuple[str, float]] | None = None) -> Iterator[str]:
+        from llama_cpp import LogitsProcessorList
+
+        def record(_ids, scores):  # greedy: the token chosen is the most probable one
+            best = int(np.argmax(scores))
+            p = 1.0 / float(np.exp(np.asarray(scores, dtype=np.float64) - scores[best]).sum())
+            tokens.append((self._llm.detokenize([best]).decode("utf-8", "replace"), p))
+            return scores
+
         with self._lock:
             prompt = self._prepare(messages)
             for part in self._llm.create_chat_completion(
-                messages=messages, max_tokens=max_tokens, temperature=0.0, stream=True
+                messages=messages, max_tokens=max_tokens, temperature=0.0, stream=True,
+                logits_processor=None if tokens is None else LogitsProcessorList([record]),
             ):
                 delta = part["choices"][0]["delta"].get("content")
                 if delta:
@@ -420,7 +432,10 @@ class OpenAICompatibleLLM:
             context_window=settings.llm_context, temperature=0.0,
         )
 
-    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
+    def stream(self, messages: list[dict[str, str]], max_tokens: int,
+               tokens: list[tuple[str, float]] | None = None) -> Iterator[str]:
+        # ``tokens`` stays empty: not every server streams log-probabilities, and one that refuses the
+        # request would fail the answer (the local model gives them)
         from llama_index.core.llms import ChatMessage
 
         chat = [ChatMessage(role=m["role"], content=m["content"]) for m in messages]

@@ -89,6 +89,11 @@ class Settings(BaseSettings):
         0.7, ge=0, le=1, description="Least probability of 'yes' when the LLM is asked whether the cited sentences "
         "answer a question that does not ask for a number, for English answers (0: no such check).",
     )
+    confidence_threshold: float = Field(
+        0.55, ge=0, le=1, description="Least geometric mean of the probabilities the LLM gave the words of its "
+        "answer, where the backend reports them (the local model does); a less sure answer is refused (0: no such "
+        "check).",
+    )
 
     # --- UI -----------------------------------------------------------------------------------
     ui_host: str = Field("127.0.0.1", description="Address the chat UI listens on.")

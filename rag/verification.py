@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .citations import facts_supported, full_names, markers, names, numbers, split_sentences, strip_markers
+from .citations import MARKER, facts_supported, full_names, markers, names, numbers, split_sentences, strip_markers
 from .evidence import Sentence, adds_answer, asks_for, max_answer, stems, uncovered, without_dates, words, years
 from .sources import detect_language, headline, is_lead
 
@@ -84,6 +84,24 @@ class Claim:
 def is_disguised_refusal(text: str) -> bool:
     """Whether an answer sentence says the sources do not hold the answer, in other words than NOT_FOUND."""
     return bool(_DISGUISED.search(strip_markers(text)))
+
+
+def confidence(tokens: list[tuple[str, float]]) -> float | None:
+    """How sure the model was of its answer's words: the geometric mean of the probabilities it gave its tokens,
+    over those with a letter or digit outside the ``[n]`` markers (None without tokens).
+
+    The 1.5B model writes Dutch it cannot form at low probability: "Kredietverstrekkers eisen een meer reeds
+    collaterale aanvraag ..." (seed questions) scored 0.45, while every development answer that was right scored
+    0.65 or more (seed, absent-answer, cross-language, explainer, uitleg and RGB ids 0-49 answers, AMD EPYC).
+    """
+    text, spans = "", []
+    for piece, p in tokens:
+        spans.append((len(text), len(text) + len(piece), p))
+        text += piece
+    cites = [m.span() for m in MARKER.finditer(text)]
+    said = [math.log(max(p, 1e-12)) for a, b, p in spans
+            if re.search(r"\w", text[a:b]) and not any(a < e and b > s for s, e in cites)]
+    return math.exp(sum(said) / len(said)) if said else None
 
 
 def runs(evidence: list[Sentence]) -> list[list[int]]:

@@ -79,14 +79,15 @@ class ScriptedChatModel:
 
     name = "scripted"
 
-    def __init__(self, *replies, fail: str | None = None, yes: float | None = None) -> None:
+    def __init__(self, *replies, fail: str | None = None, yes: float | None = None, sure: float | None = None) -> None:
         self.replies = list(replies)
         self.fail = fail
         self.yes = yes  # what yes_probability says (None: no log-probabilities, the check is skipped)
+        self.sure = sure  # the probability of every token it streams (None: it reports none)
         self.calls: list[list[dict[str, str]]] = []
         self.judged: list[list[dict[str, str]]] = []
 
-    def stream(self, messages, max_tokens):
+    def stream(self, messages, max_tokens, tokens=None):
         from rag.errors import LLMUnavailable
 
         self.calls.append(messages)
@@ -95,6 +96,8 @@ class ScriptedChatModel:
         reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
         text = reply(messages) if callable(reply) else reply
         for i in range(0, len(text), 7):  # in pieces, as a model streams
+            if tokens is not None and self.sure is not None:
+                tokens.append((text[i:i + 7], self.sure))
             yield text[i:i + 7]
 
     def yes_probability(self, messages):

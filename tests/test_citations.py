@@ -192,6 +192,13 @@ def test_a_refusal_in_other_words_is_a_refusal(text):
     assert not verification.check(text, evidence, "What was OpenAI's revenue?", _embed([[0.95]]), 0.5)[0].supported
 
 
+def test_confidence_is_the_mean_probability_of_the_answer_words_not_of_markers_or_punctuation():
+    tokens = [("Soft", 0.8), ("Bank", 0.8), (" loan", 0.2), (" [", 0.01), ("2", 0.01), ("].", 0.01), ("", 0.99)]
+    assert verification.confidence(tokens) == pytest.approx((0.8 * 0.8 * 0.2) ** (1 / 3))
+    assert verification.confidence([(" [", 0.5), ("1", 0.5), ("]", 0.5)]) is None
+    assert verification.confidence([]) is None
+
+
 def test_check_ignores_markers_outside_the_prompt():
     claims = verification.check("Fact [7].", [_s("Fact.")], "Fact?", _embed([[0.9]]), 0.5)
     assert claims[0].cited == [1] and claims[0].repaired

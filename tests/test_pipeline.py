@@ -203,6 +203,17 @@ def test_dutch_claims_are_not_judged_and_no_probability_means_no_judgement(engin
     assert not a.refused and len(model.judged) == 1 and a.claims[0].entailment is None
 
 
+@pytest.mark.parametrize("sure,refused", [(0.45, True), (0.9, False), (None, False)])
+def test_an_answer_the_model_was_unsure_of_is_refused(engine, sure, refused):
+    """The probabilities the model gave its answer's tokens (None: a backend that reports none, no check)."""
+    model = ScriptedChatModel(_loan_answer, sure=sure)
+    a = _ask(engine, model, "How large is SoftBank's margin loan?")
+    assert a.refused is refused
+    assert ("unsure of its own words (token probability 0.45 < 0.55)" in (a.refusal_reason or "")) is refused
+    engine.settings = engine.settings.model_copy(update={"confidence_threshold": 0.0})
+    assert not _ask(engine, ScriptedChatModel(_loan_answer, sure=0.45), "How large is SoftBank's margin loan?").refused
+
+
 def test_a_judge_threshold_of_zero_turns_the_check_off(engine):
     engine.settings = engine.settings.model_copy(update={"judge_threshold": 0.0})
     model = ScriptedChatModel(_loan_answer, yes=0.0)
