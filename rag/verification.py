@@ -93,7 +93,7 @@ def confidence(tokens: list[tuple[str, float]]) -> float | None:
     The 1.5B model writes Dutch it cannot form at low probability: "Kredietverstrekkers eisen een meer reeds
     collaterale aanvraag ..." (seed questions) scored 0.45, while the 89 development answers that held the gold
     scored 0.61 or more (228 answers: seed, absent-answer, cross-language, explainer, uitleg and RGB ids 0-49,
-    AMD EPYC). It tells right from wrong no better than that: AUC 0.67 on the English answers, 0.63 on the Dutch.
+    AMD EPYC). Beyond such text it is a weak sign of a wrong answer: AUC 0.67 on the English answers, 0.63 on the Dutch.
     """
     text, spans = "", []
     for piece, p in tokens:
