@@ -426,6 +426,7 @@ class OpenAICompatibleLLM:
         self.url = settings.llm_base_url
         self.timeout = settings.llm_timeout
         self.retries = settings.llm_retries
+        self.logprobs = True  # False once the server has refused a request for them
         self._llm = OpenAILike(
             model=settings.llm_model, api_base=settings.llm_base_url, api_key=settings.llm_api_key,
             timeout=settings.llm_timeout, max_retries=settings.llm_retries, is_chat_model=True,
@@ -434,8 +435,6 @@ class OpenAICompatibleLLM:
 
     def stream(self, messages: list[dict[str, str]], max_tokens: int,
                tokens: list[tuple[str, float]] | None = None) -> Iterator[str]:
-        # ``tokens`` stays empty: not every server streams log-probabilities, and one that refuses the
-        # request would fail the answer (the local model gives them)
         from llama_index.core.llms import ChatMessage
 
         chat = [ChatMessage(role=m["role"], content=m["content"]) for m in messages]
@@ -443,11 +442,13 @@ class OpenAICompatibleLLM:
         try:
             # llama-index's retry decorator does not cover a stream (the request is made lazily),
             # so the openai client's max_retries (= llm_retries) is the only retrying
-            parts = self._llm.stream_chat(chat, max_tokens=max_tokens)
+            parts, first = self._open(chat, max_tokens, tokens is not None)
             finished = None
-            for part in parts:
+            for part in itertools.chain([first] if first is not None else [], parts):
                 if part.delta:
                     yield part.delta
+                if tokens is not None:
+                    tokens.extend(_token_probabilities(part.raw))
                 finished = _finish_reason(part.raw) or finished
             if finished is None:
                 # llama.cpp's server cuts a stream short this way when another request is waiting
@@ -462,6 +463,25 @@ class OpenAICompatibleLLM:
             close = getattr(parts, "close", None)
             if close is not None:
                 close()  # a reader that stops early closes the HTTP stream now, not at garbage collection
+
+    def _open(self, chat: list, max_tokens: int, logprobs: bool) -> tuple[Iterator, object]:
+        """The server's stream and its first part (the request is made when the first part is read), with each
+        token's log-probability where ``logprobs`` asks for them. A server that rejects that request (HTTP 400
+        or 422) is asked again without them, and from then on never with them: its answers go without the
+        confidence check, as the README says."""
+        import openai
+
+        if logprobs and self.logprobs:
+            # llama.cpp's server sends log-probabilities only with top_logprobs >= 1
+            parts = self._llm.stream_chat(chat, max_tokens=max_tokens, logprobs=True, top_logprobs=1)
+            try:
+                return parts, next(parts, None)
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as e:
+                self.logprobs = False
+                log.warning("the LLM server at %s refused log-probabilities (%s): its answers get no confidence "
+                            "check", self.url, _short(str(e)))
+        parts = self._llm.stream_chat(chat, max_tokens=max_tokens)
+        return parts, next(parts, None)
 
     def yes_probability(self, messages: list[dict[str, str]]) -> float | None:
         """From the server's top log-probabilities of the first token (vLLM, llama.cpp server and OpenAI
@@ -500,6 +520,15 @@ def _finish_reason(chunk: object) -> str | None:
         return None
     first = choices[0]
     return first.get("finish_reason") if isinstance(first, dict) else getattr(first, "finish_reason", None)
+
+
+def _token_probabilities(chunk: object) -> list[tuple[str, float]]:
+    """Each token of a streamed OpenAI chat chunk with its probability (from ``logprobs.content``; none if the
+    chunk has no log-probabilities)."""
+    data = chunk if isinstance(chunk, dict) else chunk.model_dump() if hasattr(chunk, "model_dump") else {}
+    choices = data.get("choices") or [{}]
+    content = (choices[0].get("logprobs") or {}).get("content") or []
+    return [(t["token"], math.exp(t["logprob"])) for t in content if t.get("token") is not None]
 
 
 def _root_cause(e: BaseException) -> str:

@@ -91,8 +91,8 @@ class Settings(BaseSettings):
     )
     confidence_threshold: float = Field(
         0.55, ge=0, le=1, description="Least geometric mean of the probabilities the LLM gave the words of its "
-        "answer, where the backend reports them (the local model does); a less sure answer is refused (0: no such "
-        "check).",
+        "answer, where the backend reports them (the local model and most OpenAI-compatible servers do); a less sure "
+        "answer is refused (0: no such check).",
     )
 
     # --- UI -----------------------------------------------------------------------------------

@@ -515,3 +515,71 @@ def test_the_judge_reads_the_servers_log_probabilities(llm_url):
     names_only = ask("Northwind Energy and Delta Power both bid for the wind farm, which was sold in March.")
     assert states is not None and names_only is not None
     assert states >= Settings().judge_threshold > names_only
+
+
+@pytest.mark.slow
+def test_the_servers_token_probabilities_mean_what_the_local_models_do(llm_url):
+    """The confidence check over an OpenAI-compatible server: each streamed token's log-probability, read as
+    the local backend reads its own, so the same bar applies (the same GGUF, greedy, gives the same words)."""
+    from rag import verification
+    from rag.llm import OpenAICompatibleLLM, get_llm
+
+    messages = [{"role": "user", "content": "Translate into Dutch, in one sentence: If OpenAI's valuation falls, "
+                                            "lenders will immediately demand additional collateral."}]
+    server = OpenAICompatibleLLM(Settings(llm="openai", llm_base_url=llm_url, llm_model="qwen2.5-coder-1.5b",
+                                          llm_timeout=300.0))
+    local = get_llm(Settings(model_cache=MODEL_CACHE))
+    (a, said), (b, own) = [(text, tokens) for llm in (server, local)
+                           for tokens in [[]] for text in ["".join(llm.stream(messages, 40, tokens))]]
+    assert a == b and a.strip() == "".join(t for t, _ in said).strip()
+    # the model cannot write this Dutch: "zullen lenders immédiat een extra collateral verplicht hebben"
+    sure, own_sure = verification.confidence(said), verification.confidence(own)
+    assert abs(sure - own_sure) < 0.02 and sure < Settings().confidence_threshold
+
+
+def test_a_server_that_refuses_log_probabilities_still_answers(caplog):
+    """A server that rejects ``logprobs`` (HTTP 400) is asked again without them, once: the answer comes, with
+    no token probabilities (no confidence check), and later requests do not ask for them."""
+    import http.server
+
+    from rag.llm import OpenAICompatibleLLM
+
+    asked: list[bool] = []
+
+    class NoLogprobs(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            asked.append("logprobs" in body)
+            if "logprobs" in body:
+                reply, status, kind = json.dumps({"error": {"message": "logprobs are not supported"}}), 400, "json"
+            else:
+                chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+                reply = "".join(f"data: {json.dumps({**chunk, 'choices': [{'index': 0, **c}]})}\n\n" for c in (
+                    {"delta": {"role": "assistant", "content": "Hallo"}, "finish_reason": None},
+                    {"delta": {}, "finish_reason": "stop"})) + "data: [DONE]\n\n"
+                status, kind = 200, "event-stream"
+            data = reply.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", f"application/{kind}" if kind == "json" else f"text/{kind}")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NoLogprobs)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    try:
+        llm = OpenAICompatibleLLM(Settings(llm="openai", llm_base_url=url, llm_model="m", llm_retries=0))
+        tokens: list[tuple[str, float]] = []
+        with caplog.at_level("WARNING", logger="rag.llm"):
+            assert "".join(llm.stream([{"role": "user", "content": "hi"}], 5, tokens)) == "Hallo"
+        assert tokens == [] and asked == [True, False]
+        assert url in caplog.text and "refused log-probabilities" in caplog.text
+        assert "".join(llm.stream([{"role": "user", "content": "hi"}], 5, [])) == "Hallo"
+        assert asked == [True, False, False]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
