@@ -10,7 +10,8 @@
   one index of every selected question's positive and negative snippets (distractors for each other),
   answer accuracy and recall at budget; and one of the negative snippets alone, where each question should be refused.
 - A JSON list of our questions about the sources folder (``tests/data/*.json``): ``{"q", "answers",
-  "evidence"}`` must be answered with a gold answer and cite a sentence holding ``evidence``;
+  "evidence"}`` must be answered with a gold answer and cite a sentence holding ``evidence`` (or one of a
+  list: a why-question may have more than one right answer);
   ``{"q"}`` alone must be refused. Also reports recall at budget: the share of answerable questions
   whose evidence reached the prompt.
 
@@ -247,15 +248,16 @@ def evaluate_questions(settings: Settings, rows: list[dict], limit: int | None, 
         a, seconds = _answered(engine, row["q"])
         gold = row.get("answers")
         evidence = row.get("evidence")
+        evidence = [evidence] if isinstance(evidence, str) else evidence or []
         cited = " ".join(c.text for c in a.citations)
         item = {"q": row["q"], "answer": a.text, "refused": a.refused, "seconds": round(seconds, 2),
                 "cited_chars": [len(c.text) for c in a.citations], "reason": a.refusal_reason}
         if gold:
             also = row.get("also", [])
             item.update({
-                "right": not a.refused and contains(a.text, gold) and (not evidence or evidence in cited)
-                and all(contains(a.text, [x]) for x in also),
-                "in_prompt": bool(evidence) and any(evidence in s.text for s in a.evidence),
+                "right": not a.refused and contains(a.text, gold) and all(contains(a.text, [x]) for x in also)
+                and (not evidence or any(e in cited for e in evidence)),
+                "in_prompt": any(e in s.text for e in evidence for s in a.evidence),
             })
         per.append(item)
     answerable = [p for p in per if "right" in p]

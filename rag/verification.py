@@ -51,6 +51,7 @@ GENERIC = stems(
 )
 TERSE = 3
 _COUNTED = re.compile(r"\b(?:how many|hoeveel)\s+(\w+)", re.IGNORECASE)
+_WHAT = re.compile(r"\b(what|wat|welk|welke)\b", re.IGNORECASE)
 _HOW = re.compile(r"\b(?:how|hoe)\s+(\w+)", re.IGNORECASE)
 _CAPITALISED = re.compile(r"\b[A-Z][\w'’-]*[A-Z][\w'’-]*\b")  # SoftBank, OpenAI: names however placed
 _DISGUISED = re.compile(
@@ -311,6 +312,12 @@ def _names_counted(question: str, claim: str, cited: list[Sentence]) -> bool:
                               if s.language == language and numbers(s.text) & answer)
 
 
+def asks_for_something(question: str) -> bool:
+    """Whether ``question`` asks for a name, number or term (who, which, what, how much, when...), not why or how
+    something is, and not yes or no."""
+    return asks_for(question) is not None or bool(_WHAT.search(question))
+
+
 def answers_question(question: str, claims: list[Claim], evidence: list[Sentence]) -> bool:
     """A supported claim speaks of what the question asks about and, where it asks for something, adds it.
 
@@ -329,7 +336,7 @@ def answers_question(question: str, claims: list[Claim], evidence: list[Sentence
         # round's "50 miljard dollar")
         return any(adds_answer(kind, c.sentence, question) == max_answer(question)
                    and _names_counted(question, c.sentence, [evidence[n - 1] for n in c.cited]) for c in supported)
-    if kind is None and not re.search(r"\b(what|wat|welk|welke)\b", question, re.IGNORECASE):
+    if not asks_for_something(question):
         return True  # a yes/no or open question: any supported claim answers it
     # a date does not name who or which ("Which shuttle carried Hubble into orbit?" answered "The shuttle carried
     # it into orbit on 24 April 1990": both yes/no checks said yes, P 0.98 and 0.89; our explainer questions)

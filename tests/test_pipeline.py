@@ -171,6 +171,22 @@ def test_the_model_is_asked_whether_the_cited_sentence_answers_a_question_for_a_
     model = ScriptedChatModel(_loan_answer, yes=yes)
     a = _ask(engine, model, "How large is SoftBank's margin loan?")
     assert not a.refused and len(model.judged) == 1 and a.claims[0].answered is None
+    # nor a why or how question, which asks for no name, number or term to check the answer against
+    why = "SoftBank's margin loan is risky because lenders will immediately demand additional collateral [{}]."
+    model = ScriptedChatModel(lambda m: why.format(sentence_number(m, "additional collateral")), yes=yes)
+    a = _ask(engine, model, "Why is SoftBank's margin loan risky?")
+    assert not a.refused and len(model.judged) == 1 and a.claims[0].answered is None, a.refusal_reason
+
+
+def test_which_questions_ask_for_something():
+    from rag.verification import asks_for_something
+
+    for question in ["Who founded SoftBank?", "Which bank lends?", "What did SoftBank sell?", "How much is the loan?",
+                     "When was OpenAI founded?", "Wie leent het geld?", "Wat verkocht SoftBank?", "Hoeveel kost het?"]:
+        assert asks_for_something(question), question
+    for question in ["Why is the margin loan risky?", "How did SoftBank free up capital?", "Is the loan risky?",
+                     "Waarom is de lening riskant?", "Hoe kwam SoftBank aan kapitaal?"]:
+        assert not asks_for_something(question), question
 
 
 def test_a_claim_that_copies_its_sentence_is_not_asked_about_but_one_word_more_is(engine):

@@ -262,13 +262,15 @@ def test_eval_answer_matching_reads_numbers_in_words_as_digits():
     assert not contains("Er werkt een aantal mensen.", ["1"])  # "een" is an article as often as a number
 
 
-@pytest.mark.parametrize("name", ["seed_questions", "seed_questions_extra", "crosslang_questions",
-                                  "explainer_questions", "uitleg_questions"])
+@pytest.mark.parametrize("name", ["seed_questions", "seed_questions_extra", "crosslang_questions", "open_questions",
+                                  "explainer_questions", "explainer_open_questions", "uitleg_questions"])
 def test_development_questions_point_at_text_their_articles_hold(name):
     """Each answerable development question's evidence is in its article, so a typo in the data cannot pass for
     a model error (`rag eval` counts an answer right only with its evidence inside a cited sentence)."""
-    folder = {"explainer_questions": DATA / "explainers", "uitleg_questions": DATA / "uitleg"}.get(name, ROOT / "seeds")
+    folder = {"explainer_questions": DATA / "explainers", "explainer_open_questions": DATA / "explainers",
+              "uitleg_questions": DATA / "uitleg"}.get(name, ROOT / "seeds")
     for case in json.loads((DATA / f"{name}.json").read_text(encoding="utf-8")):
         if "answers" in case:
             texts = [(folder / f).read_text(encoding="utf-8") for f in case.get("sources", [case.get("source")])]
-            assert any(case["evidence"] in text for text in texts), case["q"]
+            evidence = case["evidence"] if isinstance(case["evidence"], list) else [case["evidence"]]
+            assert all(any(e in text for text in texts) for e in evidence), case["q"]
