@@ -27,10 +27,10 @@ _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 DUTCH_WORDS = set(
     ["de", "het", "een", "en", "van", "ik", "je", "dat", "die", "niet", "is", "op", "te", "zijn", "met", "voor", "er",
      "maar", "om", "ook", "als", "dan", "bij", "nog", "naar", "wat", "of", "uit", "wordt", "door", "werd", "heeft",
-     "hebben", "zou", "kan", "deze", "dit", "aan", "over", "tot", "hoe", "hoeveel", "waarom", "wanneer", "welke", "wie",
-     "waar", "zijn", "haar", "hun", "ze", "wij", "we", "jullie", "u", "mij", "mijn", "ons", "onze", "geen", "meer",
-     "veel", "worden", "was", "waren", "al", "na", "tegen", "omdat", "waardoor", "toen", "nu", "hier", "daar", "moet",
-     "moeten", "zal", "zullen", "kunnen", "wil", "jaar", "miljard", "miljoen", "procent"]
+     "hebben", "zou", "kan", "deze", "dit", "aan", "over", "tot", "hoe", "hoeveel", "waarom", "wanneer", "welk",
+     "welke", "wie", "wiens", "waar", "zijn", "haar", "hun", "ze", "wij", "we", "jullie", "u", "mij", "mijn", "ons",
+     "onze", "geen", "meer", "veel", "worden", "was", "waren", "al", "na", "tegen", "omdat", "waardoor", "toen", "nu",
+     "hier", "daar", "moet", "moeten", "zal", "zullen", "kunnen", "wil", "jaar", "miljard", "miljoen", "procent"]
 )
 _EN = set(
     ["the", "a", "an", "and", "of", "i", "you", "that", "this", "it", "not", "is", "on", "to", "be", "with", "for",

@@ -78,7 +78,7 @@ def test_odd_questions_retrieve_and_pick_english_or_dutch(seeded):
         assert A.question_language(ODD[name]) == "en", name
     # Dutch stays Dutch, also with a name that is a Spanish word
     for question in ("Hoeveel wil SoftBank in OpenAI investeren?", "Hoeveel teams had Los Angeles vroeger?",
-                     "Wanneer werd Polonia Warschau landskampioen vóór 2000?"):
+                     "Wanneer werd Polonia Warschau landskampioen vóór 2000?", "In welk kamp stierf Anne Frank?"):
         assert A.question_language(question) == "nl", question
 
 
