@@ -449,3 +449,19 @@ def test_a_name_the_sentence_gives_as_an_initial_backs_the_claim():
     (other,) = verification.check("The men's year-end No. 1 in tennis in 2019 is Toni Nadal [2].", evidence,
                                   question, _embed([[0.85, 0.85]]), 0.78)
     assert not other.supported
+
+
+def test_the_words_of_a_claim_stand_in_the_sentences_it_cites():
+    """A neighbour that holds words of the claim is cited with the sentence: it lent them without being cited
+    ("The loan term is expected to be approximately two years ..." alone backed "... by leveraging its financial
+    leverage to realize Son's global ambitions", its neighbour's words: our open questions)."""
+    first = "Analysts say the stake serves as financial leverage for grand ambitions."
+    second = "The loan term is expected to be about two years."
+    evidence = [_s(first, start=0, n=0), _s(second, start=len(first) + 1, n=1)]
+    question = "What is the loan about?"
+    (borrowed,) = verification.check("The loan is financial leverage for grand ambitions [2].", evidence,
+                                     question, _embed([[0.5, 0.9]]), 0.78)
+    assert borrowed.supported and borrowed.cited == [1, 2]
+    (own,) = verification.check("The loan is a risky bet on grand hopes [2].", evidence, question,
+                                _embed([[0.5, 0.9]]), 0.78)
+    assert not own.supported
