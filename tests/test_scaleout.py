@@ -6,6 +6,7 @@ test writes its own collection, so tests share one Chroma server without seeing 
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
@@ -71,6 +72,32 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """A request handler for a scripted loopback server: ``reply`` sends a whole response, nothing is logged."""
+
+    def reply(self, status: int, content_type: str, data: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def loopback(handler: type[Handler]) -> Iterator[str]:
+    """A plain HTTP server with ``handler`` on a free loopback port, until the block ends: its base URL."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def chroma_server(path: Path, port: int):
@@ -357,34 +384,18 @@ def test_chroma_server_errors_name_the_url(corpus, tmp_path):
 
 def test_chroma_token_is_sent_and_a_refusal_is_reported():
     """``chroma run`` has no auth of its own; a server (or proxy) that checks the token answers 401."""
-    import http.server
-
     seen: list[tuple[str | None, str | None]] = []
 
-    class Refuse(http.server.BaseHTTPRequestHandler):
+    class Refuse(Handler):
         def do_GET(self):  # noqa: N802
             seen.append((self.headers.get("Authorization"), self.headers.get("X-Chroma-Token")))
-            body = json.dumps({"error": "ChromaAuthError", "message": "bad token"}).encode()
-            self.send_response(401)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(401, "application/json", b'{"error": "ChromaAuthError", "message": "bad token"}')
 
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    try:
+    with loopback(Refuse) as url:
         with pytest.raises(IndexUnavailable, match="refused access") as e:
             open_store(Settings(chroma_url=url, chroma_token="s3cret")).exists()
         assert url in str(e.value) and "RAG_CHROMA_TOKEN" in str(e.value) and "\n" not in str(e.value)
         assert seen and seen[0] == ("Bearer s3cret", "s3cret")
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 # ---- answers through an OpenAI-compatible server -------------------------------------------------
@@ -540,39 +551,25 @@ def test_the_servers_token_probabilities_mean_what_the_local_models_do(llm_url):
 def test_a_server_that_refuses_log_probabilities_still_answers(caplog):
     """A server that rejects ``logprobs`` (HTTP 400) is asked again without them, once: the answer comes, with
     no token probabilities (no confidence check), and later requests do not ask for them."""
-    import http.server
-
     from rag.llm import OpenAICompatibleLLM
 
     asked: list[bool] = []
+    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+    stream = "".join(f"data: {json.dumps({**chunk, 'choices': [{'index': 0, **c}]})}\n\n" for c in (
+        {"delta": {"role": "assistant", "content": "Hallo"}, "finish_reason": None},
+        {"delta": {}, "finish_reason": "stop"})) + "data: [DONE]\n\n"
 
-    class NoLogprobs(http.server.BaseHTTPRequestHandler):
+    class NoLogprobs(Handler):
         def do_POST(self):  # noqa: N802
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             asked.append("logprobs" in body)
             if "logprobs" in body:
-                reply, status, kind = json.dumps({"error": {"message": "logprobs are not supported"}}), 400, "json"
+                self.reply(400, "application/json", b'{"error": {"message": "logprobs are not supported"}}')
             else:
-                chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m"}
-                reply = "".join(f"data: {json.dumps({**chunk, 'choices': [{'index': 0, **c}]})}\n\n" for c in (
-                    {"delta": {"role": "assistant", "content": "Hallo"}, "finish_reason": None},
-                    {"delta": {}, "finish_reason": "stop"})) + "data: [DONE]\n\n"
-                status, kind = 200, "event-stream"
-            data = reply.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", f"application/{kind}" if kind == "json" else f"text/{kind}")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+                self.reply(200, "text/event-stream", stream.encode())
 
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NoLogprobs)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    try:
-        llm = OpenAICompatibleLLM(Settings(llm="openai", llm_base_url=url, llm_model="m", llm_retries=0))
+    with loopback(NoLogprobs) as url:
+        llm = OpenAICompatibleLLM(Settings(llm="openai", llm_base_url=f"{url}/v1", llm_model="m", llm_retries=0))
         tokens: list[tuple[str, float]] = []
         with caplog.at_level("WARNING", logger="rag.llm"):
             assert "".join(llm.stream([{"role": "user", "content": "hi"}], 5, tokens)) == "Hallo"
@@ -580,6 +577,3 @@ def test_a_server_that_refuses_log_probabilities_still_answers(caplog):
         assert url in caplog.text and "refused log-probabilities" in caplog.text
         assert "".join(llm.stream([{"role": "user", "content": "hi"}], 5, [])) == "Hallo"
         assert asked == [True, False, False]
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
