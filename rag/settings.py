@@ -87,7 +87,8 @@ class Settings(BaseSettings):
     )
     question_threshold: float = Field(
         0.7, ge=0, le=1, description="Least probability of 'yes' when the LLM is asked whether the cited sentences "
-        "answer a question that does not ask for a number, for English answers (0: no such check).",
+        "answer a question that asks for a name or a term (not a number, not why or how), for English answers (0: no "
+        "such check).",
     )
     confidence_threshold: float = Field(
         0.55, ge=0, le=1, description="Least geometric mean of the probabilities the LLM gave the words of its "
