@@ -9,11 +9,15 @@ engine with the real model (``live``) are fixtures in conftest.py.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from hypothesis import strategies as st
@@ -131,3 +135,29 @@ def live_generation(s: Settings) -> str:
 def top(engine: Engine, question: str = QUESTION, k: int = 4) -> list[tuple[str, int, int]]:
     """(source, start, end) of the ``k`` passages retrieved for ``question``."""
     return [(p.source, p.start, p.end) for p in engine.retrieve(question, k=k)]
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """A request handler for a scripted loopback server: ``reply`` sends a whole response, nothing is logged."""
+
+    def reply(self, status: int, content_type: str, data: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def loopback(handler: type[Handler]) -> Iterator[str]:
+    """A plain HTTP server with ``handler`` on a free loopback port, until the block ends: its base URL."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

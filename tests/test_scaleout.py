@@ -6,7 +6,6 @@ test writes its own collection, so tests share one Chroma server without seeing 
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import signal
@@ -32,6 +31,7 @@ from rag.indexing import sync
 from rag.settings import Settings
 from rag.store import open_store
 from tests.conftest import ROOT, XQUAD, free_port, run_cli
+from tests.helpers import Handler, loopback
 
 QUESTION = "How much might SoftBank invest in OpenAI?"
 ANSWER_SOURCE = "000_51d920bc302d2553.txt"
@@ -72,32 +72,6 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    """A request handler for a scripted loopback server: ``reply`` sends a whole response, nothing is logged."""
-
-    def reply(self, status: int, content_type: str, data: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
-@contextmanager
-def loopback(handler: type[Handler]) -> Iterator[str]:
-    """A plain HTTP server with ``handler`` on a free loopback port, until the block ends: its base URL."""
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def chroma_server(path: Path, port: int):
@@ -540,8 +514,12 @@ def test_the_servers_token_probabilities_mean_what_the_local_models_do(llm_url):
     server = OpenAICompatibleLLM(Settings(llm="openai", llm_base_url=llm_url, llm_model="qwen2.5-coder-1.5b",
                                           llm_timeout=300.0))
     local = get_llm(Settings(model_cache=MODEL_CACHE))
-    (a, said), (b, own) = [(text, tokens) for llm in (server, local)
-                           for tokens in [[]] for text in ["".join(llm.stream(messages, 40, tokens))]]
+
+    def reply(llm) -> tuple[str, list[tuple[str, float]]]:
+        tokens: list[tuple[str, float]] = []
+        return "".join(llm.stream(messages, 40, tokens)), tokens
+
+    (a, said), (b, own) = reply(server), reply(local)
     assert a == b and a.strip() == "".join(t for t, _ in said).strip()
     # the model cannot write this Dutch: "zullen lenders immédiat een extra collateral verplicht hebben"
     sure, own_sure = verification.confidence(said), verification.confidence(own)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
-import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from rag.store import chroma_internals
+from tests.helpers import Handler, loopback
 
 
 def _open_files_below(folder: Path) -> list[str]:
@@ -46,7 +46,7 @@ def test_closing_an_embedded_client_releases_its_folder(tmp_path):
     assert chromadb.PersistentClient  # the public API the store relies on
 
 
-class _Stalling(http.server.BaseHTTPRequestHandler):
+class _Stalling(Handler):
     """Answers what ``chromadb.HttpClient`` asks when it connects, then never answers a heartbeat in time."""
 
     def do_GET(self):  # noqa: N802
@@ -61,15 +61,7 @@ class _Stalling(http.server.BaseHTTPRequestHandler):
             body = {"name": "default_tenant"}
         else:
             body = {"nanosecond heartbeat": 1}
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        self.reply(200, "application/json", json.dumps(body).encode())
 
 
 def test_http_client_replies_are_bounded_in_time():
@@ -79,18 +71,13 @@ def test_http_client_replies_are_bounded_in_time():
 
     from rag.store.base import chroma_settings
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Stalling)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        client = chromadb.HttpClient(host="127.0.0.1", port=httpd.server_address[1], settings=chroma_settings())
+    with loopback(_Stalling) as url:
+        client = chromadb.HttpClient(host="127.0.0.1", port=urlsplit(url).port, settings=chroma_settings())
         assert chroma_internals.bound_http_timeout(client, read=0.5, connect=0.5), "chromadb's HTTP client changed"
         t0 = time.monotonic()
         with pytest.raises(httpx.TimeoutException):
             client.heartbeat()
         assert time.monotonic() - t0 < 3
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 @pytest.mark.slow
